@@ -1,0 +1,60 @@
+"""The attribute contract (see README "Attribute contract"): every key costspan reads or writes."""
+
+from typing import Final
+
+# Attribution: baggage entries and span attributes share these keys.
+CUSTOMER_ID: Final = "costspan.customer_id"
+TASK: Final = "costspan.task"
+TASK_ID: Final = "costspan.task_id"
+FEATURE: Final = "costspan.feature"
+AGENT: Final = "costspan.agent"
+STEP: Final = "costspan.step"
+ATTRIBUTION_KEYS: Final = (CUSTOMER_ID, TASK, TASK_ID, FEATURE, AGENT, STEP)
+
+# On a priced call span (LLM or tool).
+GEN_AI_USAGE_COST: Final = "gen_ai.usage.cost"
+COST_INPUT_USD: Final = "costspan.cost.input_usd"
+COST_OUTPUT_USD: Final = "costspan.cost.output_usd"
+COST_CACHE_READ_USD: Final = "costspan.cost.cache_read_usd"
+COST_CACHE_WRITE_USD: Final = "costspan.cost.cache_write_usd"
+COST_STATUS: Final = "costspan.cost.status"
+PRICE_SOURCE: Final = "costspan.price.source"
+
+STATUS_PRICED: Final = "priced"
+STATUS_UNKNOWN_MODEL: Final = "unknown_model"
+STATUS_NO_USAGE: Final = "no_usage"
+
+# On every span whose subtree (itself included) holds at least one call.
+ROLLUP_COST_USD: Final = "costspan.rollup.cost_usd"
+ROLLUP_LLM_CALLS: Final = "costspan.rollup.llm_calls"
+ROLLUP_FAILED_CALLS: Final = "costspan.rollup.failed_calls"
+ROLLUP_UNPRICED_CALLS: Final = "costspan.rollup.unpriced_calls"
+ROLLUP_INPUT_TOKENS: Final = "costspan.rollup.input_tokens"
+ROLLUP_OUTPUT_TOKENS: Final = "costspan.rollup.output_tokens"
+ROLLUP_CACHE_READ_TOKENS: Final = "costspan.rollup.cache_read_tokens"
+ROLLUP_CACHE_WRITE_TOKENS: Final = "costspan.rollup.cache_write_tokens"
+ROLLUP_REASONING_TOKENS: Final = "costspan.rollup.reasoning_tokens"
+ROLLUP_TOOL_CALLS: Final = "costspan.rollup.tool_calls"
+# A child that ended after every local ancestor: its cost reached no ancestor span.
+ROLLUP_LATE: Final = "costspan.rollup.late"
+
+# GenAI semantic conventions (and the legacy / third-party names the processor also reads).
+GEN_AI_OPERATION_NAME: Final = "gen_ai.operation.name"
+GEN_AI_PROVIDER_NAME: Final = "gen_ai.provider.name"
+GEN_AI_SYSTEM: Final = "gen_ai.system"  # legacy name of gen_ai.provider.name
+GEN_AI_REQUEST_MODEL: Final = "gen_ai.request.model"
+GEN_AI_RESPONSE_MODEL: Final = "gen_ai.response.model"
+GEN_AI_AGENT_NAME: Final = "gen_ai.agent.name"
+GEN_AI_TOOL_NAME: Final = "gen_ai.tool.name"
+GEN_AI_USAGE_INPUT_TOKENS: Final = "gen_ai.usage.input_tokens"
+GEN_AI_USAGE_OUTPUT_TOKENS: Final = "gen_ai.usage.output_tokens"
+GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: Final = "gen_ai.usage.cache_read.input_tokens"
+GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS: Final = "gen_ai.usage.cache_creation.input_tokens"
+GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS: Final = "gen_ai.usage.cache_write.input_tokens"
+GEN_AI_USAGE_REASONING_OUTPUT_TOKENS: Final = "gen_ai.usage.reasoning.output_tokens"
+GEN_AI_USAGE_PROMPT_TOKENS: Final = "gen_ai.usage.prompt_tokens"  # pre-1.27 semconv
+GEN_AI_USAGE_COMPLETION_TOKENS: Final = "gen_ai.usage.completion_tokens"  # pre-1.27 semconv
+ERROR_TYPE: Final = "error.type"
+
+OPERATION_INVOKE_AGENT: Final = "invoke_agent"
+OPERATION_EXECUTE_TOOL: Final = "execute_tool"

@@ -1,0 +1,94 @@
+"""Price objects that turn validated token counts into a ``PriceBreakdown``."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from decimal import ROUND_HALF_EVEN, Decimal
+from typing import Protocol
+
+from genai_prices import types as gp
+
+from .compiled import CompiledModel
+from .money import UNITS_PER_USD, PriceBreakdown
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+class Pricer(Protocol):
+    def cost(self, inp: int, out: int, cr: int, cw: int, rs: int, ts_ns: int) -> PriceBreakdown: ...
+
+
+class CompiledPricer:
+    """A genai-prices model priced with integer arithmetic only."""
+
+    __slots__ = ("model", "source")
+
+    def __init__(self, model: CompiledModel, source: str) -> None:
+        self.model = model
+        self.source = source
+
+    def cost(self, inp: int, out: int, cr: int, cw: int, rs: int, ts_ns: int) -> PriceBreakdown:
+        price = self.model.select(ts_ns)
+        r_in, r_cr, r_cw, r_out, r_rs, fee = price.rates_for(inp)
+        uncached = inp
+        cache_read = cache_write = reasoning = 0
+        if price.cr_priced:
+            uncached -= cr
+            cache_read = cr * r_cr
+        if price.cw_priced:
+            uncached -= cw
+            cache_write = cw * r_cw
+        plain_out = out
+        if price.rs_priced:
+            plain_out -= rs
+            reasoning = rs * r_rs
+        return PriceBreakdown(
+            input=uncached * r_in,
+            output=plain_out * r_out + reasoning,
+            cache_read=cache_read,
+            cache_write=cache_write,
+            request_fee=fee,
+            source=self.source,
+        )
+
+
+def _to_units(value: Decimal) -> int:
+    return int((value * UNITS_PER_USD).to_integral_value(rounding=ROUND_HALF_EVEN))
+
+
+def datetime_from_ns(ts_ns: int) -> datetime:
+    return _EPOCH + timedelta(microseconds=ts_ns // 1000)
+
+
+class FallbackPricer:
+    """A model whose prices the compiled form can't express: genai-prices computes each call.
+
+    genai-prices only reports input and output totals, so cache costs stay inside ``input`` and
+    anything without a direction (a per-request fee) goes to ``request_fee``.
+    """
+
+    __slots__ = ("model", "provider", "reason", "source")
+
+    def __init__(self, model: gp.ModelInfo, provider: gp.Provider, source: str, reason: str) -> None:
+        self.model = model
+        self.provider = provider
+        self.source = source
+        self.reason = reason
+
+    def cost(self, inp: int, out: int, cr: int, cw: int, rs: int, ts_ns: int) -> PriceBreakdown:
+        usage = gp.Usage(
+            input_tokens=inp,
+            output_tokens=out,
+            cache_read_tokens=cr,
+            cache_write_tokens=cw,
+            output_reasoning_tokens=rs,
+        )
+        calc = self.model.calc_price(usage, self.provider, genai_request_timestamp=datetime_from_ns(ts_ns))
+        input_units = _to_units(calc.input_price)
+        output_units = _to_units(calc.output_price)
+        return PriceBreakdown(
+            input=input_units,
+            output=output_units,
+            request_fee=_to_units(calc.total_price) - input_units - output_units,
+            source=self.source,
+        )

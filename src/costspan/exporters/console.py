@@ -1,0 +1,433 @@
+"""A console exporter that prints each finished trace as a cost tree.
+
+```
+lead-enrichment  $0.1439 total  7 calls  customer=cus_8821 feature=lead-gen task_id=4f1c...
+├─ invoke_agent company-research  $0.1101
+│  ├─ chat gpt-4o  $0.0101  2,480 in (1,024 cached) / 514 out
+│  └─ execute_tool clearbit.enrich  $0.1000
+└─ invoke_agent summariser  $0.0338
+   └─ chat claude-sonnet-4-5  $0.0338  ...
+```
+
+Spans are exported when they end, so children arrive before their parents. The exporter buffers
+finished spans per trace and prints a tree when its local root (no parent, or a remote parent)
+arrives. A span arriving after its parent was printed (a "late" child) is printed on its own, under
+a `<parent> (continued)` header. Formatting lives in pure functions (`format_tree`, `format_line`)
+that need no exporter.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from typing import Any, TextIO
+
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.trace import StatusCode
+
+from costspan import attributes as attrs
+
+__all__ = [
+    "DEFAULT_MAX_BUFFERED_SPANS",
+    "ConsoleCostTreeExporter",
+    "format_continuation",
+    "format_line",
+    "format_root_line",
+    "format_tree",
+    "is_llm_call",
+]
+
+DEFAULT_MAX_BUFFERED_SPANS = 10_000
+
+_CALL_OPERATIONS = frozenset({"chat", "text_completion", "generate_content", "embeddings"})
+_NON_CALL_OPERATIONS = frozenset({"invoke_agent", "create_agent", "execute_tool", "invoke_workflow"})
+
+# Root-line attribution: (attribute key, label), in print order.
+_ATTRIBUTION_LABELS: tuple[tuple[str, str], ...] = (
+    (attrs.CUSTOMER_ID, "customer"),
+    (attrs.FEATURE, "feature"),
+    (attrs.TASK, "task"),
+    (attrs.TASK_ID, "task_id"),
+    (attrs.AGENT, "agent"),
+    (attrs.STEP, "step"),
+)
+
+_BRANCH = "├─ "
+_LAST = "└─ "
+_PIPE = "│  "
+_SPACE = "   "
+
+
+# --------------------------------------------------------------------------------------------------
+# Pure formatting
+# --------------------------------------------------------------------------------------------------
+
+
+def _attributes(span: ReadableSpan) -> Mapping[str, Any]:
+    return span.attributes or {}
+
+
+def _number(value: object) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def _count(value: object) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return None
+
+
+def _first_count(attributes: Mapping[str, Any], *keys: str) -> int | None:
+    for key in keys:
+        value = _count(attributes.get(key))
+        if value is not None:
+            return value
+    return None
+
+
+def money(usd: float) -> str:
+    """`$0.1439`: US dollars with 4 decimals."""
+    return f"${usd:.4f}"
+
+
+def is_llm_call(span: ReadableSpan) -> bool:
+    """A model call: it reports input tokens, or its operation is chat / completion / embeddings."""
+    attributes = _attributes(span)
+    operation = attributes.get(attrs.GEN_AI_OPERATION_NAME)
+    if operation in _NON_CALL_OPERATIONS:
+        return False
+    return operation in _CALL_OPERATIONS or attrs.GEN_AI_USAGE_INPUT_TOKENS in attributes
+
+
+def _is_tool(span: ReadableSpan) -> bool:
+    return _attributes(span).get(attrs.GEN_AI_OPERATION_NAME) == attrs.OPERATION_EXECUTE_TOOL
+
+
+def _failed(span: ReadableSpan) -> bool:
+    return span.status.status_code is StatusCode.ERROR
+
+
+def _failure(span: ReadableSpan) -> str:
+    error_type = _attributes(span).get(attrs.ERROR_TYPE)
+    if error_type is None:
+        error_type = span.status.description or "error"
+    return f"FAILED {error_type}"
+
+
+def _tokens(span: ReadableSpan) -> str | None:
+    """`2,480 in (1,024 cached, 300 cache write) / 514 out (120 reasoning)`, or None without usage."""
+    attributes = _attributes(span)
+    if _count(attributes.get(attrs.ROLLUP_LLM_CALLS)) == 1:
+        # The processor's rollup on a lone call holds its usage, normalised across instrumentations.
+        rollup = [
+            _count(attributes.get(key)) or 0
+            for key in (
+                attrs.ROLLUP_INPUT_TOKENS,
+                attrs.ROLLUP_OUTPUT_TOKENS,
+                attrs.ROLLUP_CACHE_READ_TOKENS,
+                attrs.ROLLUP_CACHE_WRITE_TOKENS,
+                attrs.ROLLUP_REASONING_TOKENS,
+            )
+        ]
+        if any(rollup):
+            return _token_text(*rollup)
+    input_tokens = _first_count(attributes, attrs.GEN_AI_USAGE_INPUT_TOKENS, attrs.GEN_AI_USAGE_PROMPT_TOKENS)
+    output_tokens = _first_count(
+        attributes, attrs.GEN_AI_USAGE_OUTPUT_TOKENS, attrs.GEN_AI_USAGE_COMPLETION_TOKENS
+    )
+    if input_tokens is None and output_tokens is None:
+        return None
+    cache_read = _first_count(attributes, attrs.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS) or 0
+    cache_write = (
+        _first_count(
+            attributes,
+            attrs.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS,
+            attrs.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS,
+        )
+        or 0
+    )
+    reasoning = _first_count(attributes, attrs.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS) or 0
+    return _token_text(input_tokens or 0, output_tokens or 0, cache_read, cache_write, reasoning)
+
+
+def _token_text(
+    input_tokens: int, output_tokens: int, cache_read: int, cache_write: int, reasoning: int
+) -> str:
+    input_notes = []
+    if cache_read:
+        input_notes.append(f"{cache_read:,} cached")
+    if cache_write:
+        input_notes.append(f"{cache_write:,} cache write")
+    text = f"{input_tokens:,} in"
+    if input_notes:
+        text += f" ({', '.join(input_notes)})"
+    text += f" / {output_tokens:,} out"
+    if reasoning:
+        text += f" ({reasoning:,} reasoning)"
+    return text
+
+
+def _own_cost(span: ReadableSpan) -> str | None:
+    """A call's own price, `unpriced (unknown model)`, or None when neither applies."""
+    attributes = _attributes(span)
+    cost = _number(attributes.get(attrs.GEN_AI_USAGE_COST))
+    if cost is not None:
+        return money(cost)
+    status = attributes.get(attrs.COST_STATUS)
+    if _failed(span) and status in (None, attrs.STATUS_NO_USAGE):
+        return None  # a failed call without usage is not "unpriced": it cost nothing
+    if isinstance(status, str) and status != attrs.STATUS_PRICED:
+        return f"unpriced ({status.replace('_', ' ')})"
+    return None
+
+
+def _call_parts(span: ReadableSpan) -> list[str]:
+    parts = []
+    if _failed(span):
+        parts.append(_failure(span))
+    cost = _own_cost(span)
+    if cost is not None:
+        parts.append(cost)
+    if not _is_tool(span):
+        tokens = _tokens(span)
+        if tokens is not None:
+            parts.append(tokens)
+    return parts
+
+
+def _late(span: ReadableSpan, line: str) -> str:
+    return f"{line} (late)" if _attributes(span).get(attrs.ROLLUP_LATE) is True else line
+
+
+def format_line(span: ReadableSpan) -> str:
+    """One inner line: name, then own cost and tokens (calls, tools) or rolled-up cost (others)."""
+    if is_llm_call(span) or _is_tool(span):
+        parts = _call_parts(span)
+    else:
+        rollup = _number(_attributes(span).get(attrs.ROLLUP_COST_USD))
+        parts = [] if rollup is None else [money(rollup)]
+    return _late(span, "  ".join([span.name, *parts]))
+
+
+def format_root_line(span: ReadableSpan) -> str:
+    """The root line: name, total, call counts, then the root's attribution."""
+    attributes = _attributes(span)
+    total = _number(attributes.get(attrs.ROLLUP_COST_USD)) or 0.0
+    calls = _count(attributes.get(attrs.ROLLUP_LLM_CALLS)) or 0
+    parts = [span.name, f"{money(total)} total", f"{calls:,} call{'' if calls == 1 else 's'}"]
+    failed = _count(attributes.get(attrs.ROLLUP_FAILED_CALLS)) or 0
+    if failed:
+        parts.append(f"{failed:,} failed")
+    unpriced = _count(attributes.get(attrs.ROLLUP_UNPRICED_CALLS)) or 0
+    if unpriced:
+        parts.append(f"{unpriced:,} unpriced")
+    if is_llm_call(span) or _is_tool(span):
+        parts.extend(part for part in _call_parts(span) if not part.startswith("$"))
+    labels = [
+        f"{label}={attributes[key]}"
+        for key, label in _ATTRIBUTION_LABELS
+        if attributes.get(key) not in (None, "") and not (key == attrs.TASK and attributes[key] == span.name)
+    ]
+    if labels:
+        parts.append(" ".join(labels))
+    return _late(span, "  ".join(parts))
+
+
+def _span_id(span: ReadableSpan) -> int:
+    context = span.context
+    return context.span_id if context is not None else 0
+
+
+def _start_key(span: ReadableSpan) -> tuple[int, str, int]:
+    return (span.start_time or 0, span.name, _span_id(span))
+
+
+def _branch_lines(
+    children: Sequence[ReadableSpan],
+    children_by_parent: Mapping[int, Sequence[ReadableSpan]],
+    prefix: str,
+    seen: set[int],
+    lines: list[str],
+) -> None:
+    ordered = sorted((child for child in children if _span_id(child) not in seen), key=_start_key)
+    for index, child in enumerate(ordered):
+        seen.add(_span_id(child))
+        last = index == len(ordered) - 1
+        lines.append(f"{prefix}{_LAST if last else _BRANCH}{format_line(child)}")
+        grandchildren = children_by_parent.get(_span_id(child), ())
+        _branch_lines(grandchildren, children_by_parent, prefix + (_SPACE if last else _PIPE), seen, lines)
+
+
+def format_tree(root: ReadableSpan, children_by_parent: Mapping[int, Sequence[ReadableSpan]]) -> str:
+    """The tree under `root`: children keyed by parent span id, sorted here by start time."""
+    lines = [format_root_line(root)]
+    seen = {_span_id(root)}
+    _branch_lines(children_by_parent.get(_span_id(root), ()), children_by_parent, "", seen, lines)
+    return "\n".join(lines)
+
+
+def format_continuation(
+    parent_name: str, span: ReadableSpan, children_by_parent: Mapping[int, Sequence[ReadableSpan]]
+) -> str:
+    """A span that finished after its parent was printed, under a `<parent> (continued)` header."""
+    lines = [f"{parent_name} (continued)"]
+    _branch_lines([span], children_by_parent, "", set(), lines)
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------------
+# Exporter
+# --------------------------------------------------------------------------------------------------
+
+
+def _parent_id(span: ReadableSpan) -> int | None:
+    return span.parent.span_id if span.parent is not None else None
+
+
+def _is_local_root(span: ReadableSpan) -> bool:
+    return span.parent is None or span.parent.is_remote
+
+
+def _trace_id(span: ReadableSpan) -> int:
+    context = span.context
+    return context.trace_id if context is not None else 0
+
+
+class ConsoleCostTreeExporter(SpanExporter):
+    """Prints one cost tree per local root span, when the root ends.
+
+    `out` defaults to `sys.stdout`, looked up at each write. At most `max_buffered_spans` spans
+    wait for their root; past that, the oldest traces are dropped (counted in `dropped_spans`).
+    Thread-safe.
+    """
+
+    def __init__(
+        self, out: TextIO | None = None, *, max_buffered_spans: int = DEFAULT_MAX_BUFFERED_SPANS
+    ) -> None:
+        if max_buffered_spans < 1:
+            raise ValueError(f"max_buffered_spans must be >= 1, got {max_buffered_spans!r}")
+        self._out = out
+        self._max_buffered = max_buffered_spans
+        self._lock = threading.Lock()
+        # trace id -> span id -> span, traces in arrival order (oldest first).
+        self._traces: OrderedDict[int, dict[int, ReadableSpan]] = OrderedDict()
+        self._buffered = 0
+        # Span ids already printed -> their names, so later children print as a continuation.
+        self._printed: OrderedDict[tuple[int, int], str] = OrderedDict()
+        self._dropped_spans = 0
+        self._dropped_traces = 0
+        self._shut_down = False
+
+    @property
+    def dropped_spans(self) -> int:
+        """Spans dropped unprinted because their root never arrived within the buffer cap."""
+        with self._lock:
+            return self._dropped_spans
+
+    @property
+    def dropped_traces(self) -> int:
+        with self._lock:
+            return self._dropped_traces
+
+    @property
+    def buffered_spans(self) -> int:
+        with self._lock:
+            return self._buffered
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        with self._lock:
+            if self._shut_down:
+                return SpanExportResult.FAILURE
+            texts = [text for span in spans if (text := self._add(span)) is not None]
+            if texts:
+                out = self._out if self._out is not None else sys.stdout
+                out.write("".join(text + "\n" for text in texts))
+                flush = getattr(out, "flush", None)
+                if flush is not None:
+                    flush()
+        return SpanExportResult.SUCCESS
+
+    def shutdown(self) -> None:
+        with self._lock:
+            self._shut_down = True
+            self._traces.clear()
+            self._printed.clear()
+            self._buffered = 0
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+    # Under self._lock from here on.
+
+    def _add(self, span: ReadableSpan) -> str | None:
+        trace_id = _trace_id(span)
+        parent_id = _parent_id(span)
+        continued_from = None
+        if not _is_local_root(span) and parent_id is not None:
+            continued_from = self._printed.get((trace_id, parent_id))
+            if continued_from is None and _attributes(span).get(attrs.ROLLUP_LATE) is True:
+                continued_from = f"span {parent_id:016x}"
+        if not _is_local_root(span) and continued_from is None:
+            self._buffer(trace_id, span)
+            return None
+        children = self._take_subtree(trace_id, span)
+        if continued_from is None:
+            return format_tree(span, children)
+        return format_continuation(continued_from, span, children)
+
+    def _buffer(self, trace_id: int, span: ReadableSpan) -> None:
+        spans = self._traces.get(trace_id)
+        if spans is None:
+            spans = self._traces[trace_id] = {}
+        spans[_span_id(span)] = span
+        self._buffered += 1
+        while self._buffered > self._max_buffered and self._traces:
+            _, dropped = self._traces.popitem(last=False)
+            self._buffered -= len(dropped)
+            self._dropped_spans += len(dropped)
+            self._dropped_traces += 1
+
+    def _take_subtree(self, trace_id: int, root: ReadableSpan) -> dict[int, list[ReadableSpan]]:
+        """Remove the buffered descendants of `root`; return them keyed by parent span id."""
+        root_id = _span_id(root)
+        self._remember(trace_id, root_id, root.name)
+        spans = self._traces.get(trace_id)
+        if not spans:
+            return {}
+        by_parent: dict[int, list[ReadableSpan]] = {}
+        for candidate in spans.values():
+            parent_id = _parent_id(candidate)
+            if parent_id is not None and not _is_local_root(candidate):
+                by_parent.setdefault(parent_id, []).append(candidate)
+        subtree: dict[int, list[ReadableSpan]] = {}
+        pending = [root_id]
+        while pending:
+            parent_id = pending.pop()
+            children = by_parent.pop(parent_id, None)
+            if not children:
+                continue
+            subtree[parent_id] = children
+            for child in children:
+                child_id = _span_id(child)
+                del spans[child_id]
+                self._buffered -= 1
+                self._remember(trace_id, child_id, child.name)
+                pending.append(child_id)
+        if not spans:
+            del self._traces[trace_id]
+        return subtree
+
+    def _remember(self, trace_id: int, span_id: int, name: str) -> None:
+        self._printed[(trace_id, span_id)] = name
+        self._printed.move_to_end((trace_id, span_id))
+        while len(self._printed) > self._max_buffered:
+            self._printed.popitem(last=False)

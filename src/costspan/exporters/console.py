@@ -224,6 +224,9 @@ def format_root_line(span: ReadableSpan) -> str:
     total = _number(attributes.get(attrs.ROLLUP_COST_USD)) or 0.0
     calls = _count(attributes.get(attrs.ROLLUP_LLM_CALLS)) or 0
     parts = [span.name, f"{money(total)} total", f"{calls:,} call{'' if calls == 1 else 's'}"]
+    tools = _count(attributes.get(attrs.ROLLUP_TOOL_CALLS)) or 0
+    if tools:
+        parts.append(f"{tools:,} tool call{'' if tools == 1 else 's'}")
     failed = _count(attributes.get(attrs.ROLLUP_FAILED_CALLS)) or 0
     if failed:
         parts.append(f"{failed:,} failed")

@@ -30,6 +30,11 @@ def _given(**entries: object) -> dict[str, str]:
     return {key: str(value) for key, value in entries.items() if value is not None}
 
 
+def _require_name(kind: str, name: object) -> None:
+    if not isinstance(name, str) or not name:
+        raise TypeError(f"costspan.{kind}: name must be a non-empty string, got {name!r}")
+
+
 class _EnteredBaggage:
     def __init__(self, entries: dict[str, str]) -> None:
         self.context = _with_baggage(otel_context.get_current(), entries)
@@ -140,8 +145,8 @@ class TaskScope(_SpanScope):
         tracer_provider: TracerProvider | None,
     ) -> None:
         super().__init__(tracer_provider)
-        if name is not None and (not isinstance(name, str) or not name):
-            raise TypeError(f"costspan.task: name must be a non-empty string, got {name!r}")
+        if name is not None:
+            _require_name("task", name)
         self._name = name
         self._task_id = task_id
         self._customer_id = customer_id
@@ -201,8 +206,7 @@ class agent(_SpanScope):
 
     def __init__(self, name: str, *, tracer_provider: TracerProvider | None = None) -> None:
         super().__init__(tracer_provider)
-        if not isinstance(name, str) or not name:
-            raise TypeError(f"costspan.agent: name must be a non-empty string, got {name!r}")
+        _require_name("agent", name)
         self._name = name
 
     def _open(self, fn: Callable[..., Any] | None) -> _EnteredSpan:
@@ -219,8 +223,7 @@ class step(_SpanScope):
 
     def __init__(self, name: str, *, tracer_provider: TracerProvider | None = None) -> None:
         super().__init__(tracer_provider)
-        if not isinstance(name, str) or not name:
-            raise TypeError(f"costspan.step: name must be a non-empty string, got {name!r}")
+        _require_name("step", name)
         self._name = name
 
     def _open(self, fn: Callable[..., Any] | None) -> _EnteredSpan:
@@ -239,8 +242,7 @@ class tool(_SpanScope):
         self, name: str, *, cost_usd: float | None = None, tracer_provider: TracerProvider | None = None
     ) -> None:
         super().__init__(tracer_provider)
-        if not isinstance(name, str) or not name:
-            raise TypeError(f"costspan.tool: name must be a non-empty string, got {name!r}")
+        _require_name("tool", name)
         if cost_usd is not None and (
             isinstance(cost_usd, bool)
             or not isinstance(cost_usd, int | float)

@@ -97,7 +97,8 @@ def test_total_line(demo_output: str) -> None:
     first = demo_output.splitlines()[0]
     assert dollars(TOTAL) == "$0.1341"
     expected = re.escape(
-        f"lead-enrichment  {dollars(TOTAL)} total  {LLM_CALLS} calls  1 tool call  customer=cus_8821 feature=lead-gen "
+        f"lead-enrichment  {dollars(TOTAL)} total  {LLM_CALLS} calls  1 tool call  "
+        "customer=cus_8821 feature=lead-gen "
     )
     assert re.fullmatch(expected + r"task_id=[0-9a-f]{32}", first), first
 

@@ -40,6 +40,16 @@ def make_traced(cost_processor_first: bool, rate_card: RateCard | None = None) -
     return Traced(provider, provider.get_tracer("test"), exporter, processor)
 
 
+@pytest.fixture(autouse=True)
+def _restore_shared_rate_card() -> Iterator[None]:
+    """A processor given a card makes it the shared card: keep that from leaking between tests."""
+    from costspan.pricing import shared
+
+    before = shared._shared
+    yield
+    shared._shared = before
+
+
 @pytest.fixture(params=[True, False], ids=["cost-first", "cost-last"])
 def traced(request: pytest.FixtureRequest) -> Iterator[Traced]:
     """A provider with the cost processor added before, then after, an in-memory exporter."""

@@ -5,6 +5,7 @@ from .errors import RateCardError
 from .money import UNITS_PER_USD, PriceBreakdown, units_to_decimal
 from .normalise import normalise
 from .providers import map_provider
+from .shared import set_shared_rate_card, shared_rate_card
 
 __all__ = [
     "UNITS_PER_USD",
@@ -13,5 +14,7 @@ __all__ = [
     "RateCardError",
     "map_provider",
     "normalise",
+    "set_shared_rate_card",
+    "shared_rate_card",
     "units_to_decimal",
 ]

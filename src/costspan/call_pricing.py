@@ -1,0 +1,154 @@
+"""Price one call (LLM or tool) from its span attributes: cost, status, and its rollup tally.
+
+Shared by the CostSpanProcessor and the instrumentors, so a call is priced the same way, once,
+whoever prices it.
+"""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from typing import Any
+
+from costspan import attributes as attrs
+from costspan.faults import LogOnce
+from costspan.pricing import UNITS_PER_USD, RateCard
+from costspan.usage import InvalidUsage, model_of, provider_of, usage_of
+
+STATUS_INVALID_USAGE = "invalid_usage"
+
+# Tally slots: one list of ints per call or span subtree.
+(COST, LLM_CALLS, FAILED, UNPRICED, INPUT, OUTPUT, CACHE_READ, CACHE_WRITE, REASONING, TOOL_CALLS) = range(10)
+TALLY_SIZE = 10
+_UNPRICED_STATUSES = frozenset({attrs.STATUS_UNKNOWN_MODEL, STATUS_INVALID_USAGE})
+
+
+def usd(units: int) -> float:
+    return units / UNITS_PER_USD
+
+
+def units_from_usd(value: float) -> int:
+    return round(Decimal(repr(value)).scaleb(24))
+
+
+def _is_number(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+class CallPricer:
+    """Prices calls from span attributes with one rate card; logs each unknown model once."""
+
+    def __init__(self, rate_card: RateCard) -> None:
+        self.rate_card = rate_card
+        self._unknown_models = LogOnce()
+        self._invalid_usage = LogOnce()
+
+    def price_llm(self, attributes: Any, failed: bool, start_time_ns: int, out: dict[str, Any]) -> list[int]:
+        """The call's tally; the pricing attributes to write go into `out`.
+
+        A call already priced (it carries `gen_ai.usage.cost` or `costspan.cost.status`) is not
+        priced again: its figure is what rolls up.
+        """
+        tally = [0] * TALLY_SIZE
+        tally[LLM_CALLS] = 1
+        if failed:
+            tally[FAILED] = 1
+        try:
+            usage = usage_of(attributes)
+        except InvalidUsage as exc:
+            self._invalid_usage.warn(
+                str(exc), "costspan: invalid usage attribute %s; the call is left unpriced", exc
+            )
+            out[attrs.COST_STATUS] = STATUS_INVALID_USAGE
+            tally[UNPRICED] = 1
+            return tally
+        if usage is not None:
+            tally[INPUT], tally[OUTPUT], tally[CACHE_READ], tally[CACHE_WRITE], tally[REASONING] = usage
+        existing_cost = attributes.get(attrs.GEN_AI_USAGE_COST)
+        if _is_number(existing_cost):
+            tally[COST] = units_from_usd(existing_cost)
+            return tally
+        existing_status = attributes.get(attrs.COST_STATUS)
+        if existing_status is not None:
+            if existing_status in _UNPRICED_STATUSES or (
+                existing_status == attrs.STATUS_NO_USAGE and not failed
+            ):
+                tally[UNPRICED] = 1
+            return tally
+        if usage is None:
+            out[attrs.COST_STATUS] = attrs.STATUS_NO_USAGE
+            if not failed:
+                tally[UNPRICED] = 1
+            return tally
+        model = model_of(attributes)
+        provider = provider_of(attributes)
+        try:
+            price = (
+                self.rate_card.price(
+                    provider,
+                    model,
+                    input_tokens=usage.input_tokens,
+                    output_tokens=usage.output_tokens,
+                    cache_read_tokens=usage.cache_read_tokens,
+                    cache_write_tokens=usage.cache_write_tokens,
+                    reasoning_tokens=usage.reasoning_tokens,
+                    start_time_ns=start_time_ns,
+                )
+                if model is not None
+                else None
+            )
+        except ValueError as exc:
+            self._invalid_usage.warn(
+                f"{model}:{exc}",
+                "costspan: usage of a %s call cannot be priced (%s); left unpriced",
+                model,
+                exc,
+            )
+            out[attrs.COST_STATUS] = STATUS_INVALID_USAGE
+            tally[UNPRICED] = 1
+            return tally
+        if price is None:
+            self._unknown_models.warn(
+                f"{provider}/{model}",
+                "costspan: no price for model %r (provider %r); its calls are marked "
+                "costspan.cost.status=unknown_model. Add it to a rate-card override file.",
+                model,
+                provider,
+            )
+            out[attrs.COST_STATUS] = attrs.STATUS_UNKNOWN_MODEL
+            tally[UNPRICED] = 1
+            return tally
+        tally[COST] = price.total
+        out[attrs.GEN_AI_USAGE_COST] = usd(price.total)
+        for part, key in (
+            (price.input, attrs.COST_INPUT_USD),
+            (price.output, attrs.COST_OUTPUT_USD),
+            (price.cache_read, attrs.COST_CACHE_READ_USD),
+            (price.cache_write, attrs.COST_CACHE_WRITE_USD),
+        ):
+            if part:
+                out[key] = usd(part)
+        out[attrs.COST_STATUS] = attrs.STATUS_PRICED
+        out[attrs.PRICE_SOURCE] = price.source
+        return tally
+
+    def price_tool(self, attributes: Any, out: dict[str, Any]) -> list[int] | None:
+        """A tool call's tally, or None for a tool with no price (tools are often free)."""
+        existing_cost = attributes.get(attrs.GEN_AI_USAGE_COST)
+        if _is_number(existing_cost):
+            units = units_from_usd(existing_cost)
+            if attrs.COST_STATUS not in attributes:
+                out[attrs.COST_STATUS] = attrs.STATUS_PRICED
+                out[attrs.PRICE_SOURCE] = "cost_usd"
+        else:
+            name = attributes.get(attrs.GEN_AI_TOOL_NAME)
+            price = self.rate_card.tool_price(name) if isinstance(name, str) else None
+            if price is None:
+                return None
+            units = price.total
+            out[attrs.GEN_AI_USAGE_COST] = usd(units)
+            out[attrs.COST_STATUS] = attrs.STATUS_PRICED
+            out[attrs.PRICE_SOURCE] = price.source
+        tally = [0] * TALLY_SIZE
+        tally[COST] = units
+        tally[TOOL_CALLS] = 1
+        return tally

@@ -2,12 +2,15 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import pytest
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
-from opentelemetry.trace import Tracer
+from opentelemetry.trace import SpanKind, Tracer
 
 from costspan import CostSpanProcessor, RateCard
 
@@ -38,6 +41,50 @@ def make_traced(cost_processor_first: bool, rate_card: RateCard | None = None) -
         provider.add_span_processor(SimpleSpanProcessor(exporter))
         provider.add_span_processor(processor)
     return Traced(provider, provider.get_tracer("test"), exporter, processor)
+
+
+@dataclass
+class Observed:
+    """Spans and metrics as an OTLP backend would receive them."""
+
+    tracer_provider: TracerProvider
+    exporter: InMemorySpanExporter
+    meter_provider: MeterProvider
+    reader: InMemoryMetricReader
+    processor: CostSpanProcessor
+
+    def finished(self) -> tuple[ReadableSpan, ...]:
+        return self.exporter.get_finished_spans()
+
+    def llm_spans(self) -> list[ReadableSpan]:
+        """CLIENT spans (the LLM calls), in end order."""
+        return [s for s in self.finished() if s.kind is SpanKind.CLIENT]
+
+    def metric_points(self, name: str) -> list[Any]:
+        data = self.reader.get_metrics_data()
+        points: list[Any] = []
+        for resource_metrics in data.resource_metrics if data else ():
+            for scope_metrics in resource_metrics.scope_metrics:
+                for metric in scope_metrics.metrics:
+                    if metric.name == name:
+                        points.extend(metric.data.data_points)
+        return points
+
+
+@pytest.fixture
+def observed() -> Iterator[Observed]:
+    """A TracerProvider (CostSpanProcessor + in-memory exporter) and a MeterProvider with a reader,
+    to pass to `Instrumentor().instrument(tracer_provider=..., meter_provider=...)`."""
+    tracer_provider = TracerProvider()
+    processor = CostSpanProcessor()
+    tracer_provider.add_span_processor(processor)
+    exporter = InMemorySpanExporter()
+    tracer_provider.add_span_processor(SimpleSpanProcessor(exporter))
+    reader = InMemoryMetricReader()
+    meter_provider = MeterProvider(metric_readers=[reader])
+    yield Observed(tracer_provider, exporter, meter_provider, reader, processor)
+    tracer_provider.shutdown()
+    meter_provider.shutdown()
 
 
 @pytest.fixture(autouse=True)

@@ -1,0 +1,131 @@
+"""Proxies for streamed responses: the call's span lives until the stream is exhausted, closed,
+fails, or is abandoned (garbage-collected), and the caller sees exactly the items it would see
+uninstrumented, minus any the instrumentor asked to hide (e.g. a usage-only chunk that costspan
+requested itself).
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Callable
+from typing import Any
+
+import wrapt
+
+from costspan.instrumentation._call import FAULTS, CallSpan
+
+# Called with each item; returns False to hide the item from the caller.
+OnItem = Callable[[Any], bool]
+# Called once before the span ends (exhausted, closed, failed or abandoned) to set usage etc.
+OnDone = Callable[[], None]
+
+
+def _finish(call: CallSpan, on_done: OnDone, error: BaseException | None) -> None:
+    if call.ended:
+        return
+    try:
+        on_done()
+    except Exception as exc:
+        FAULTS.record("stream usage", exc)
+    call.end(error)
+
+
+def _observe(on_item: OnItem, item: Any) -> bool:
+    try:
+        return on_item(item)
+    except Exception as exc:
+        FAULTS.record("stream item", exc)
+        return True
+
+
+class SyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
+    """A sync stream (iterator, and context manager when the wrapped one is)."""
+
+    def __init__(self, wrapped: Any, call: CallSpan, on_item: OnItem, on_done: OnDone) -> None:
+        super().__init__(wrapped)
+        self._self_call = call
+        self._self_on_item = on_item
+        self._self_on_done = on_done
+        # Abandoned without being exhausted or closed: end the span when the proxy is collected.
+        weakref.finalize(self, _finish, call, on_done, None)
+
+    def _self_done(self, error: BaseException | None = None) -> None:
+        _finish(self._self_call, self._self_on_done, error)
+
+    def __iter__(self) -> SyncStreamProxy:
+        return self
+
+    def __next__(self) -> Any:
+        while True:
+            try:
+                item = next(self.__wrapped__)
+            except StopIteration:
+                self._self_done()
+                raise
+            except BaseException as exc:
+                self._self_done(exc)
+                raise
+            if _observe(self._self_on_item, item):
+                return item
+
+    def __enter__(self) -> SyncStreamProxy:
+        self.__wrapped__.__enter__()
+        return self
+
+    def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> Any:
+        try:
+            return self.__wrapped__.__exit__(exc_type, exc, tb)
+        finally:
+            self._self_done(exc)
+
+    def close(self) -> None:
+        try:
+            self.__wrapped__.close()
+        finally:
+            self._self_done()
+
+
+class AsyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
+    """An async stream (async iterator, and async context manager when the wrapped one is)."""
+
+    def __init__(self, wrapped: Any, call: CallSpan, on_item: OnItem, on_done: OnDone) -> None:
+        super().__init__(wrapped)
+        self._self_call = call
+        self._self_on_item = on_item
+        self._self_on_done = on_done
+        weakref.finalize(self, _finish, call, on_done, None)
+
+    def _self_done(self, error: BaseException | None = None) -> None:
+        _finish(self._self_call, self._self_on_done, error)
+
+    def __aiter__(self) -> AsyncStreamProxy:
+        return self
+
+    async def __anext__(self) -> Any:
+        while True:
+            try:
+                item = await self.__wrapped__.__anext__()
+            except StopAsyncIteration:
+                self._self_done()
+                raise
+            except BaseException as exc:
+                self._self_done(exc)
+                raise
+            if _observe(self._self_on_item, item):
+                return item
+
+    async def __aenter__(self) -> AsyncStreamProxy:
+        await self.__wrapped__.__aenter__()
+        return self
+
+    async def __aexit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> Any:
+        try:
+            return await self.__wrapped__.__aexit__(exc_type, exc, tb)
+        finally:
+            self._self_done(exc)
+
+    async def close(self) -> None:
+        try:
+            await self.__wrapped__.close()
+        finally:
+            self._self_done()

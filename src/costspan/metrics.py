@@ -1,0 +1,105 @@
+"""GenAI client metrics (semconv names, units, bucket advice) and the `costspan.cost` counter.
+
+Recorded for every call an instrumentor sees, whether or not its span is sampled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from typing import Any
+
+from opentelemetry import metrics
+from opentelemetry.metrics import MeterProvider
+
+from costspan import attributes as attrs
+
+TOKEN_USAGE = "gen_ai.client.token.usage"
+OPERATION_DURATION = "gen_ai.client.operation.duration"
+COST = "costspan.cost"
+
+# Bucket advice from the GenAI semantic conventions.
+TOKEN_BUCKETS = (1, 4, 16, 64, 256, 1024, 4096, 16384, 65536, 262144, 1048576, 4194304, 16777216, 67108864)
+DURATION_BUCKETS = (0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92)
+
+# Attribution keys that become cost-metric dimensions by default. `costspan.task_id` never does:
+# one value per task would explode metric cardinality.
+DEFAULT_COST_DIMENSIONS = (attrs.CUSTOMER_ID, attrs.TASK, attrs.FEATURE, attrs.AGENT, attrs.STEP)
+
+_CALL_DIMENSIONS = (
+    attrs.GEN_AI_OPERATION_NAME,
+    attrs.GEN_AI_PROVIDER_NAME,
+    attrs.GEN_AI_REQUEST_MODEL,
+    attrs.GEN_AI_RESPONSE_MODEL,
+    "server.address",
+    "server.port",
+)
+
+_COST_CALL_DIMENSIONS = (attrs.GEN_AI_PROVIDER_NAME, attrs.GEN_AI_REQUEST_MODEL, attrs.GEN_AI_RESPONSE_MODEL)
+
+
+class CallMetrics:
+    """The three instruments, and how one finished call is recorded on them."""
+
+    def __init__(
+        self,
+        meter_provider: MeterProvider | None = None,
+        cost_dimensions: Iterable[str] = DEFAULT_COST_DIMENSIONS,
+    ) -> None:
+        dimensions = tuple(cost_dimensions)
+        if attrs.TASK_ID in dimensions:
+            raise ValueError("costspan.task_id cannot be a metric dimension: one series per task")
+        unknown = set(dimensions) - set(attrs.ATTRIBUTION_KEYS)
+        if unknown:
+            raise ValueError(
+                f"unknown cost metric dimensions {sorted(unknown)}; choose from {attrs.ATTRIBUTION_KEYS}"
+            )
+        self.cost_dimensions = dimensions
+        meter = metrics.get_meter("costspan", meter_provider=meter_provider)
+        self.token_usage = meter.create_histogram(
+            TOKEN_USAGE,
+            unit="{token}",
+            description="Number of input and output tokens used",
+            explicit_bucket_boundaries_advisory=list(TOKEN_BUCKETS),
+        )
+        self.duration = meter.create_histogram(
+            OPERATION_DURATION,
+            unit="s",
+            description="GenAI operation duration",
+            explicit_bucket_boundaries_advisory=list(DURATION_BUCKETS),
+        )
+        self.cost = meter.create_counter(COST, unit="USD", description="Cost of LLM calls in US dollars")
+
+    def record(
+        self,
+        call_attributes: Mapping[str, Any],
+        attribution: Mapping[str, str],
+        duration_s: float,
+        input_tokens: int | None,
+        output_tokens: int | None,
+        cost_usd: float | None,
+        error_type: str | None,
+    ) -> None:
+        common = {key: call_attributes[key] for key in _CALL_DIMENSIONS if key in call_attributes}
+        if error_type is not None:
+            self.duration.record(duration_s, {**common, attrs.ERROR_TYPE: error_type})
+        else:
+            self.duration.record(duration_s, common)
+        if input_tokens is not None:
+            self.token_usage.record(input_tokens, {**common, "gen_ai.token.type": "input"})
+        if output_tokens is not None:
+            self.token_usage.record(output_tokens, {**common, "gen_ai.token.type": "output"})
+        if cost_usd is not None:
+            cost_attributes = {
+                key: common[key]
+                for key in (
+                    attrs.GEN_AI_PROVIDER_NAME,
+                    attrs.GEN_AI_REQUEST_MODEL,
+                    attrs.GEN_AI_RESPONSE_MODEL,
+                )
+                if key in common
+            }
+            for key in self.cost_dimensions:
+                value = attribution.get(key)
+                if value is not None:
+                    cost_attributes[key] = value
+            self.cost.add(cost_usd, cost_attributes)

@@ -80,7 +80,12 @@ class FakeProviderServer:
                 self._scripted.append((pattern, reply))
 
     def start(self) -> FakeProviderServer:
-        self._thread = threading.Thread(target=self._httpd.serve_forever, name="fake-provider", daemon=True)
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever,
+            kwargs={"poll_interval": 0.05},
+            name="fake-provider",
+            daemon=True,
+        )
         self._thread.start()
         return self
 

@@ -1,0 +1,589 @@
+"""OpenTelemetry instrumentor for the Google Gen AI SDK (`google-genai` 3.x).
+
+Patches `Models.generate_content`, `generate_content_stream`, `embed_content` and the same methods
+of `AsyncModels` (`client.aio.models`). One CLIENT span per call (SDK retries, automatic
+continuation hops and automatic function calling (AFC) requests included), priced before it ends.
+No prompt or completion text is recorded.
+
+A public call can make several HTTP requests (AFC with Python-function tools; continuation), and
+the response it returns carries only the last AFC request's usage. The private per-request methods
+`_generate_content` / `_generate_content_stream` are therefore also wrapped: while a public call
+runs (or a step of its stream), each request's usage is collected and the span gets the sum. If a
+future SDK renames them, the span falls back to the returned response's usage.
+
+Usage is mapped to GenAI semconv terms: `prompt_token_count` already includes
+`cached_content_token_count`; `tool_use_prompt_token_count` (tool results fed back to the model,
+billed as input, not part of `prompt_token_count`) is added to the input; thinking tokens
+(`thoughts_token_count`, billed as output) are added to the output and reported as reasoning.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import importlib
+import logging
+from collections.abc import AsyncIterator, Callable, Collection, Iterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import wrapt
+from opentelemetry import trace
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
+from opentelemetry.instrumentation.utils import unwrap
+
+from costspan.instrumentation._call import FAULTS, CallSpan, Instrumentation
+from costspan.instrumentation._stream import AsyncStreamProxy, SyncStreamProxy
+
+logger = logging.getLogger(__name__)
+
+SCOPE_NAME = "costspan.instrumentation.google_genai"
+PROVIDER_GEMINI = "gcp.gemini"
+PROVIDER_VERTEX_AI = "gcp.vertex_ai"
+OPERATION_GENERATE = "generate_content"
+OPERATION_EMBEDDINGS = "embeddings"
+
+_MODULE = "google.genai.models"
+# (class, method, kind): kind is how the wrapper treats the return value.
+_METHODS = (
+    ("Models", "generate_content", "sync"),
+    ("Models", "generate_content_stream", "sync_stream"),
+    ("Models", "embed_content", "sync_embed"),
+    ("AsyncModels", "generate_content", "async"),
+    ("AsyncModels", "generate_content_stream", "async_stream"),
+    ("AsyncModels", "embed_content", "async_embed"),
+    # One HTTP request each: automatic function calling (AFC) and automatic continuation make
+    # several per public call, and the public call returns only the last one's usage.
+    ("Models", "_generate_content", "sync_hop"),
+    ("Models", "_generate_content_stream", "sync_stream_hop"),
+    ("AsyncModels", "_generate_content", "async_hop"),
+    ("AsyncModels", "_generate_content_stream", "async_stream_hop"),
+)
+
+_CONFIG_ATTRIBUTES = (
+    ("max_output_tokens", "gen_ai.request.max_tokens"),
+    ("temperature", "gen_ai.request.temperature"),
+    ("top_p", "gen_ai.request.top_p"),
+    ("top_k", "gen_ai.request.top_k"),
+    ("candidate_count", "gen_ai.request.choice.count"),
+    ("seed", "gen_ai.request.seed"),
+    ("presence_penalty", "gen_ai.request.presence_penalty"),
+    ("frequency_penalty", "gen_ai.request.frequency_penalty"),
+)
+
+
+class GoogleGenAIInstrumentor(BaseInstrumentor):  # type: ignore[misc]
+    """`GoogleGenAIInstrumentor().instrument(tracer_provider=..., meter_provider=..., rate_card=...)`."""
+
+    # BaseInstrumentor is a singleton whose __init__ runs on every `GoogleGenAIInstrumentor()`:
+    # what was patched is kept on the class, not reset by a constructor call.
+    _patched: list[tuple[type, str]] = []  # noqa: RUF012
+
+    def instrumentation_dependencies(self) -> Collection[str]:
+        return ("google-genai >= 3.0, < 4",)
+
+    def _instrument(self, **kwargs: Any) -> None:
+        try:
+            genai_models = importlib.import_module("google.genai.models")
+        except ImportError:
+            logger.debug("google-genai is not importable; nothing to instrument")
+            return
+        state = Instrumentation.from_instrument_kwargs(SCOPE_NAME, kwargs)
+        patched: list[tuple[type, str]] = []
+        type(self)._patched = patched
+        for class_name, method, kind in _METHODS:
+            cls = getattr(genai_models, class_name, None)
+            if cls is None or not callable(getattr(cls, method, None)):
+                logger.debug("google-genai has no %s.%s; not instrumented", class_name, method)
+                continue
+            wrapt.wrap_function_wrapper(cls, method, _WRAPPER_FACTORIES[kind](state))
+            patched.append((cls, method))
+
+    def _uninstrument(self, **kwargs: Any) -> None:
+        patched = type(self)._patched
+        while patched:
+            cls, method = patched.pop()
+            unwrap(cls, method)
+
+
+# --- request side -----------------------------------------------------------------------------
+
+
+def _get(obj: Any, name: str) -> Any:
+    if obj is None:
+        return None
+    if isinstance(obj, dict):
+        return obj.get(name)
+    return getattr(obj, name, None)
+
+
+def _strip_model(model: Any) -> str | None:
+    if not isinstance(model, str) or not model:
+        return None
+    if "models/" in model:  # models/x, publishers/google/models/x, projects/.../models/x
+        model = model.rsplit("models/", 1)[1]
+    return model or None
+
+
+def _api_client(instance: Any) -> Any:
+    return getattr(instance, "_api_client", None)
+
+
+def _provider(api_client: Any) -> str:
+    return PROVIDER_VERTEX_AI if getattr(api_client, "vertexai", False) else PROVIDER_GEMINI
+
+
+def _server_attributes(api_client: Any) -> dict[str, Any]:
+    base_url = _get(getattr(api_client, "_http_options", None), "base_url")
+    if not isinstance(base_url, str) or not base_url:
+        return {}
+    parts = urlsplit(base_url)
+    if not parts.hostname:
+        return {}
+    port = parts.port or {"https": 443, "http": 80}.get(parts.scheme)
+    return {"server.address": parts.hostname, "server.port": port}
+
+
+def _start(state: Instrumentation, instance: Any, operation: str, kwargs: dict[str, Any]) -> CallSpan | None:
+    """The call's span, or None if it could not be started (the SDK call then runs unobserved)."""
+    try:
+        api_client = _api_client(instance)
+        request: dict[str, Any] = _server_attributes(api_client)
+        config = kwargs.get("config")
+        if operation == OPERATION_GENERATE:
+            for field, key in _CONFIG_ATTRIBUTES:
+                value = _get(config, field)
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    request[key] = value
+            stop = _get(config, "stop_sequences")
+            if isinstance(stop, (list, tuple)) and all(isinstance(s, str) for s in stop) and stop:
+                request["gen_ai.request.stop_sequences"] = tuple(stop)
+        else:
+            dims = _get(config, "output_dimensionality")
+            if isinstance(dims, int) and not isinstance(dims, bool):
+                request["gen_ai.embeddings.dimension.count"] = dims
+        return state.start_call(operation, _provider(api_client), _strip_model(kwargs.get("model")), request)
+    except Exception as exc:
+        FAULTS.record("google-genai call start", exc)
+        return None
+
+
+def _error_type(exc: BaseException) -> str:
+    try:
+        from google.genai.errors import APIError
+
+        if isinstance(exc, APIError) and getattr(exc, "code", None) is not None:
+            return str(exc.code)
+    except Exception as inner:
+        FAULTS.record("google-genai error type", inner)
+    return type(exc).__qualname__
+
+
+# --- response side ----------------------------------------------------------------------------
+
+
+def _int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer() and value >= 0:
+        return int(value)
+    return None
+
+
+def _finish_reason(value: Any) -> str | None:
+    if value is None:
+        return None
+    name = getattr(value, "name", None)
+    text = name if isinstance(name, str) else str(value)
+    return text.lower() if text else None
+
+
+def _set_generate_usage(call: CallSpan, usage: Any) -> None:
+    prompt = _int(_get(usage, "prompt_token_count"))
+    candidates = _int(_get(usage, "candidates_token_count"))
+    thoughts = _int(_get(usage, "thoughts_token_count"))
+    cached = _int(_get(usage, "cached_content_token_count"))
+    tool_use = _int(_get(usage, "tool_use_prompt_token_count"))
+    if prompt is None and candidates is None and thoughts is None and tool_use is None:
+        return
+    call.set_usage(
+        input_tokens=(prompt or 0) + (tool_use or 0),
+        output_tokens=(candidates or 0) + (thoughts or 0),
+        cache_read_tokens=cached,
+        reasoning_tokens=thoughts,
+    )
+
+
+def _record_response(call: CallSpan, response: Any, hops: _Hops | None = None) -> None:
+    try:
+        finish_reasons = [
+            reason
+            for reason in (
+                _finish_reason(_get(c, "finish_reason")) for c in _get(response, "candidates") or ()
+            )
+            if reason
+        ]
+        call.set_response(
+            response_model=_strip_model(_get(response, "model_version")),
+            response_id=_get(response, "response_id"),
+            finish_reasons=finish_reasons,
+        )
+        total = hops.total() if hops is not None else None
+        usage = total if total is not None else _get(response, "usage_metadata")
+        if usage is not None:
+            _set_generate_usage(call, usage)
+    except Exception as exc:
+        FAULTS.record("google-genai response", exc)
+
+
+def _record_partial(call: CallSpan, hops: _Hops) -> None:
+    """A failed call whose earlier requests (e.g. AFC hops) succeeded: their tokens were billed."""
+    try:
+        total = hops.total()
+        if total is not None:
+            _set_generate_usage(call, total)
+    except Exception as exc:
+        FAULTS.record("google-genai response", exc)
+
+
+def _record_embedding(call: CallSpan, response: Any, hops: _Hops | None = None) -> None:
+    """Gemini API: `usage_metadata.prompt_token_count` (recent API versions). Vertex AI: per-embedding
+    `statistics.token_count`. Neither: the span stays without usage (`costspan.cost.status=no_usage`)."""
+    try:
+        tokens = _int(_get(_get(response, "usage_metadata"), "prompt_token_count"))
+        if tokens is None:
+            counts = [
+                _int(_get(_get(e, "statistics"), "token_count")) for e in _get(response, "embeddings") or ()
+            ]
+            if counts and all(c is not None for c in counts):
+                tokens = sum(c for c in counts if c is not None)
+        if tokens is not None:
+            call.set_usage(input_tokens=tokens, output_tokens=None)
+    except Exception as exc:
+        FAULTS.record("google-genai embedding response", exc)
+
+
+# --- per-request usage (AFC / continuation hops) ----------------------------------------------
+
+_USAGE_FIELDS = (
+    "prompt_token_count",
+    "candidates_token_count",
+    "thoughts_token_count",
+    "cached_content_token_count",
+    "tool_use_prompt_token_count",
+)
+
+
+class _Hops:
+    """Usage of each HTTP request made by one public call (the latest running total per request)."""
+
+    __slots__ = ("usages",)
+
+    def __init__(self) -> None:
+        self.usages: list[Any] = []
+
+    def add(self, usage: Any) -> int:
+        self.usages.append(usage)
+        return len(self.usages) - 1
+
+    def total(self) -> dict[str, int | None] | None:
+        """Summed usage over the requests, or None when no request reported any (or none was seen)."""
+        present = [u for u in self.usages if u is not None]
+        if not present:
+            return None
+        out: dict[str, int | None] = {}
+        for field in _USAGE_FIELDS:
+            values = [v for v in (_int(_get(u, field)) for u in present) if v is not None]
+            out[field] = sum(values) if values else None
+        return out
+
+
+# The public call whose HTTP requests are being made (set around the SDK call / each stream step).
+_ACTIVE_HOPS: contextvars.ContextVar[_Hops | None] = contextvars.ContextVar(
+    "costspan_google_genai_hops", default=None
+)
+
+
+def _record_hop(response: Any) -> None:
+    try:
+        hops = _ACTIVE_HOPS.get()
+        if hops is not None:
+            hops.add(_get(response, "usage_metadata"))
+    except Exception as exc:
+        FAULTS.record("google-genai request usage", exc)
+
+
+def _sync_hop_factory(state: Instrumentation) -> Callable[..., Any]:
+    def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        response = wrapped(*args, **kwargs)
+        _record_hop(response)
+        return response
+
+    return wrapper
+
+
+def _async_hop_factory(state: Instrumentation) -> Callable[..., Any]:
+    async def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        response = await wrapped(*args, **kwargs)
+        _record_hop(response)
+        return response
+
+    return wrapper
+
+
+def _start_hop() -> tuple[_Hops, int] | None:
+    try:
+        hops = _ACTIVE_HOPS.get()
+        return (hops, hops.add(None)) if hops is not None else None
+    except Exception as exc:
+        FAULTS.record("google-genai request usage", exc)
+        return None
+
+
+def _observe_hop(slot: tuple[_Hops, int], chunk: Any) -> None:
+    try:
+        usage = _get(chunk, "usage_metadata")
+        if usage is not None:
+            slot[0].usages[slot[1]] = usage
+    except Exception as exc:
+        FAULTS.record("google-genai request usage", exc)
+
+
+def _hop_stream(stream: Iterator[Any], slot: tuple[_Hops, int]) -> Iterator[Any]:
+    for chunk in stream:
+        _observe_hop(slot, chunk)
+        yield chunk
+
+
+async def _hop_async_stream(stream: AsyncIterator[Any], slot: tuple[_Hops, int]) -> AsyncIterator[Any]:
+    async for chunk in stream:
+        _observe_hop(slot, chunk)
+        yield chunk
+
+
+def _sync_stream_hop_factory(state: Instrumentation) -> Callable[..., Any]:
+    def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        stream = wrapped(*args, **kwargs)
+        slot = _start_hop()
+        return stream if slot is None else _hop_stream(stream, slot)
+
+    return wrapper
+
+
+def _async_stream_hop_factory(state: Instrumentation) -> Callable[..., Any]:
+    async def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        stream = await wrapped(*args, **kwargs)
+        slot = _start_hop()
+        return stream if slot is None else _hop_async_stream(stream, slot)
+
+    return wrapper
+
+
+class _StreamUsage:
+    """What a stream has shown so far: the last usage (Gemini sends running totals) and the rest."""
+
+    __slots__ = ("call", "finish_reasons", "hops", "response_id", "response_model", "usage")
+
+    def __init__(self, call: CallSpan) -> None:
+        self.call = call
+        self.hops = _Hops()
+        self.usage: Any = None
+        self.response_model: str | None = None
+        self.response_id: str | None = None
+        self.finish_reasons: dict[int, str] = {}
+
+    def on_item(self, chunk: Any) -> bool:
+        usage = _get(chunk, "usage_metadata")
+        if usage is not None:
+            self.usage = usage
+        self.response_model = _get(chunk, "model_version") or self.response_model
+        self.response_id = _get(chunk, "response_id") or self.response_id
+        for position, candidate in enumerate(_get(chunk, "candidates") or ()):
+            reason = _finish_reason(_get(candidate, "finish_reason"))
+            if reason:
+                index = _get(candidate, "index")
+                self.finish_reasons[index if isinstance(index, int) else position] = reason
+        return True
+
+    def on_done(self) -> None:
+        self.call.set_response(
+            response_model=_strip_model(self.response_model),
+            response_id=self.response_id,
+            finish_reasons=[self.finish_reasons[i] for i in sorted(self.finish_reasons)],
+        )
+        total = self.hops.total()
+        usage = total if total is not None else self.usage
+        if usage is not None:
+            _set_generate_usage(self.call, usage)
+
+
+def _end_stream(call: CallSpan, on_done: Callable[[], None], error: BaseException | None) -> None:
+    if call.ended:
+        return
+    try:
+        on_done()
+    except Exception as exc:
+        FAULTS.record("stream usage", exc)
+    call.end(error, error_type=_error_type(error) if error is not None else None)
+
+
+class _SyncStream(SyncStreamProxy):
+    """`SyncStreamProxy` whose failed span carries the API status code as `error.type`, and whose
+    span is current while the SDK works (the request is only sent on the first `next()`)."""
+
+    def __next__(self) -> Any:
+        token = _ACTIVE_HOPS.set(self._self_hops)
+        try:
+            with _use(self._self_call):
+                return SyncStreamProxy.__next__(self)
+        finally:
+            _ACTIVE_HOPS.reset(token)
+
+    def _self_done(self, error: BaseException | None = None) -> None:
+        _end_stream(self._self_call, self._self_on_done, error)
+
+
+class _AsyncStream(AsyncStreamProxy):
+    """`AsyncStreamProxy` for an async generator: also ends the span on `aclose()`."""
+
+    async def __anext__(self) -> Any:
+        token = _ACTIVE_HOPS.set(self._self_hops)
+        try:
+            with _use(self._self_call):
+                return await AsyncStreamProxy.__anext__(self)
+        finally:
+            _ACTIVE_HOPS.reset(token)
+
+    def _self_done(self, error: BaseException | None = None) -> None:
+        _end_stream(self._self_call, self._self_on_done, error)
+
+    async def aclose(self) -> None:
+        try:
+            await self.__wrapped__.aclose()
+        finally:
+            self._self_done()
+
+    async def close(self) -> None:
+        await self.aclose()
+
+
+# --- wrappers ---------------------------------------------------------------------------------
+
+
+def _use(call: CallSpan) -> Any:
+    return trace.use_span(call.span, end_on_exit=False, record_exception=False, set_status_on_exception=False)
+
+
+def _sync_factory(operation: str, record: Callable[[CallSpan, Any, _Hops], None]) -> Callable[..., Any]:
+    def factory(state: Instrumentation) -> Callable[..., Any]:
+        def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+            call = _start(state, instance, operation, kwargs)
+            if call is None:
+                return wrapped(*args, **kwargs)
+            hops = _Hops()
+            token = _ACTIVE_HOPS.set(hops)
+            try:
+                with _use(call):
+                    response = wrapped(*args, **kwargs)
+            except BaseException as exc:
+                _record_partial(call, hops)
+                call.end(exc, error_type=_error_type(exc))
+                raise
+            finally:
+                _ACTIVE_HOPS.reset(token)
+            record(call, response, hops)
+            call.end()
+            return response
+
+        return wrapper
+
+    return factory
+
+
+def _async_factory(operation: str, record: Callable[[CallSpan, Any, _Hops], None]) -> Callable[..., Any]:
+    def factory(state: Instrumentation) -> Callable[..., Any]:
+        async def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+            call = _start(state, instance, operation, kwargs)
+            if call is None:
+                return await wrapped(*args, **kwargs)
+            hops = _Hops()
+            token = _ACTIVE_HOPS.set(hops)
+            try:
+                with _use(call):
+                    response = await wrapped(*args, **kwargs)
+            except BaseException as exc:
+                _record_partial(call, hops)
+                call.end(exc, error_type=_error_type(exc))
+                raise
+            finally:
+                _ACTIVE_HOPS.reset(token)
+            record(call, response, hops)
+            call.end()
+            return response
+
+        return wrapper
+
+    return factory
+
+
+def _sync_stream_factory(state: Instrumentation) -> Callable[..., Any]:
+    def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        call = _start(state, instance, OPERATION_GENERATE, kwargs)
+        if call is None:
+            return wrapped(*args, **kwargs)
+        try:
+            with _use(call):
+                stream = wrapped(*args, **kwargs)
+        except BaseException as exc:
+            call.end(exc, error_type=_error_type(exc))
+            raise
+        try:
+            seen = _StreamUsage(call)
+            proxy = _SyncStream(stream, call, seen.on_item, seen.on_done)
+            proxy._self_hops = seen.hops
+            return proxy
+        except Exception as exc:
+            FAULTS.record("google-genai stream", exc)
+            call.end()
+            return stream
+
+    return wrapper
+
+
+def _async_stream_factory(state: Instrumentation) -> Callable[..., Any]:
+    async def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        call = _start(state, instance, OPERATION_GENERATE, kwargs)
+        if call is None:
+            return await wrapped(*args, **kwargs)
+        try:
+            with _use(call):
+                stream = await wrapped(*args, **kwargs)
+        except BaseException as exc:
+            call.end(exc, error_type=_error_type(exc))
+            raise
+        try:
+            seen = _StreamUsage(call)
+            proxy = _AsyncStream(stream, call, seen.on_item, seen.on_done)
+            proxy._self_hops = seen.hops
+            return proxy
+        except Exception as exc:
+            FAULTS.record("google-genai stream", exc)
+            call.end()
+            return stream
+
+    return wrapper
+
+
+_WRAPPER_FACTORIES: dict[str, Callable[[Instrumentation], Callable[..., Any]]] = {
+    "sync": _sync_factory(OPERATION_GENERATE, _record_response),
+    "sync_stream": _sync_stream_factory,
+    "sync_embed": _sync_factory(OPERATION_EMBEDDINGS, _record_embedding),
+    "async": _async_factory(OPERATION_GENERATE, _record_response),
+    "async_stream": _async_stream_factory,
+    "async_embed": _async_factory(OPERATION_EMBEDDINGS, _record_embedding),
+    "sync_hop": _sync_hop_factory,
+    "sync_stream_hop": _sync_stream_hop_factory,
+    "async_hop": _async_hop_factory,
+    "async_stream_hop": _async_stream_hop_factory,
+}

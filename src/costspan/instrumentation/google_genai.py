@@ -79,7 +79,7 @@ class GoogleGenAIInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     _patched: list[tuple[type, str]] = []  # noqa: RUF012
 
     def instrumentation_dependencies(self) -> Collection[str]:
-        return ("google-genai >= 3.0, < 4",)
+        return ("google-genai >= 3.1, < 4",)
 
     def _instrument(self, **kwargs: Any) -> None:
         try:

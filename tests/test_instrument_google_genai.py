@@ -387,7 +387,7 @@ def test_metrics(observed, instrumented, server) -> None:
 
 
 def test_dependencies() -> None:
-    assert GoogleGenAIInstrumentor().instrumentation_dependencies() == ("google-genai >= 3.0, < 4",)
+    assert GoogleGenAIInstrumentor().instrumentation_dependencies() == ("google-genai >= 3.1, < 4",)
 
 
 def test_uninstrument_restores_originals(observed, server, client) -> None:

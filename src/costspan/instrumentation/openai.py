@@ -1,0 +1,591 @@
+"""OpenTelemetry instrumentor for the OpenAI Python SDK (`openai` 3.x), OpenAI and Azure OpenAI.
+
+Patches, on the sync and async resource classes, `chat.completions.create` / `.parse`,
+`responses.create` / `.parse` and `embeddings.create`. One CLIENT span per public call (SDK
+retries happen below the patched method, so a 429-then-success is one span), priced before it
+ends. No prompt or completion text is recorded.
+
+What else reaches the patched methods in openai 3.x:
+- `with_raw_response.*`: the resource's `with_raw_response` wrapper calls `resource.create(...)`
+  (looked up when the wrapper object is built) with an `X-Stainless-Raw-Response: raw` header and
+  returns a `LegacyAPIResponse`; usage is read from its (cached) `.parse()` result. With
+  `stream=True` the parsed `Stream` is replaced in that cache by a proxy.
+- `chat.completions.stream(...)` and `responses.stream(...)` call `resource.create(stream=True)`.
+- `with_streaming_response.*` returns an unread `APIResponse`: the span gets its usage when the
+  caller calls `.parse()` on it, else it ends (without usage) when the response is closed/collected.
+
+Chat streams report usage only when `stream_options={"include_usage": True}` is sent: when the
+caller did not ask for it, it is added to the request and the extra usage-only chunk (empty
+`choices`) is hidden from the caller, as is the `usage: null` field it adds to the other chunks.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import weakref
+from collections.abc import Callable, Collection, Iterator
+from contextlib import contextmanager
+from typing import Any
+from urllib.parse import urlsplit
+
+import wrapt
+from opentelemetry import trace
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
+from opentelemetry.instrumentation.utils import unwrap
+
+from costspan.instrumentation._call import FAULTS, CallSpan, Instrumentation
+from costspan.instrumentation._stream import AsyncStreamProxy, SyncStreamProxy
+
+logger = logging.getLogger(__name__)
+
+SCOPE_NAME = "costspan.instrumentation.openai"
+PROVIDER_OPENAI = "openai"
+PROVIDER_AZURE = "azure.ai.openai"
+OPERATION_CHAT = "chat"
+OPERATION_EMBEDDINGS = "embeddings"
+
+# API kinds: how the request and the response are read.
+CHAT, RESPONSES, EMBEDDINGS = "chat", "responses", "embeddings"
+
+# (module, class, method, api, is_async)
+_METHODS = (
+    ("openai.resources.chat.completions.completions", "Completions", "create", CHAT, False),
+    ("openai.resources.chat.completions.completions", "Completions", "parse", CHAT, False),
+    ("openai.resources.chat.completions.completions", "AsyncCompletions", "create", CHAT, True),
+    ("openai.resources.chat.completions.completions", "AsyncCompletions", "parse", CHAT, True),
+    ("openai.resources.responses.responses", "Responses", "create", RESPONSES, False),
+    ("openai.resources.responses.responses", "Responses", "parse", RESPONSES, False),
+    ("openai.resources.responses.responses", "AsyncResponses", "create", RESPONSES, True),
+    ("openai.resources.responses.responses", "AsyncResponses", "parse", RESPONSES, True),
+    ("openai.resources.embeddings", "Embeddings", "create", EMBEDDINGS, False),
+    ("openai.resources.embeddings", "AsyncEmbeddings", "create", EMBEDDINGS, True),
+)
+
+_NUMERIC_REQUEST = {
+    CHAT: (
+        ("max_completion_tokens", "gen_ai.request.max_tokens"),
+        ("max_tokens", "gen_ai.request.max_tokens"),
+        ("temperature", "gen_ai.request.temperature"),
+        ("top_p", "gen_ai.request.top_p"),
+        ("frequency_penalty", "gen_ai.request.frequency_penalty"),
+        ("presence_penalty", "gen_ai.request.presence_penalty"),
+        ("seed", "gen_ai.request.seed"),
+        ("n", "gen_ai.request.choice.count"),
+    ),
+    RESPONSES: (
+        ("max_output_tokens", "gen_ai.request.max_tokens"),
+        ("temperature", "gen_ai.request.temperature"),
+        ("top_p", "gen_ai.request.top_p"),
+    ),
+    EMBEDDINGS: (("dimensions", "gen_ai.embeddings.dimension.count"),),
+}
+
+
+class OpenAIInstrumentor(BaseInstrumentor):  # type: ignore[misc]
+    """`OpenAIInstrumentor().instrument(tracer_provider=..., meter_provider=..., rate_card=...)`."""
+
+    # BaseInstrumentor is a singleton whose __init__ runs on every `OpenAIInstrumentor()`: what was
+    # patched is kept on the class, not reset by a constructor call.
+    _patched: list[tuple[type, str]] = []  # noqa: RUF012
+    _switch: _Switch | None = None
+
+    def instrumentation_dependencies(self) -> Collection[str]:
+        return ("openai >= 3.0, < 4",)
+
+    def _instrument(self, **kwargs: Any) -> None:
+        try:
+            importlib.import_module("openai")
+        except ImportError:
+            logger.debug("openai is not importable; nothing to instrument")
+            return
+        state = Instrumentation.from_instrument_kwargs(SCOPE_NAME, kwargs)
+        switch = _Switch()
+        patched: list[tuple[type, str]] = []
+        type(self)._patched = patched
+        type(self)._switch = switch
+        for module_name, class_name, method, api, is_async in _METHODS:
+            try:
+                module = importlib.import_module(module_name)
+            except ImportError:
+                logger.debug("openai has no module %s; not instrumented", module_name)
+                continue
+            cls = getattr(module, class_name, None)
+            if cls is None or not callable(getattr(cls, method, None)):
+                logger.debug("openai has no %s.%s; not instrumented", class_name, method)
+                continue
+            factory = _async_wrapper if is_async else _sync_wrapper
+            wrapt.wrap_function_wrapper(cls, method, factory(state, api, switch))
+            patched.append((cls, method))
+
+    def _uninstrument(self, **kwargs: Any) -> None:
+        if type(self)._switch is not None:
+            type(self)._switch.on = False
+        patched = type(self)._patched
+        while patched:
+            cls, method = patched.pop()
+            unwrap(cls, method)
+
+
+class _Switch:
+    """Off once uninstrumented: a bound wrapper kept by the SDK (e.g. a `with_raw_response` object
+    built while instrumented caches `resource.create`) then passes calls straight through."""
+
+    __slots__ = ("on",)
+
+    def __init__(self) -> None:
+        self.on = True
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def _get(obj: Any, name: str) -> Any:
+    if obj is None:
+        return None
+    if isinstance(obj, dict):
+        return obj.get(name)
+    return getattr(obj, name, None)
+
+
+def _int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer() and value >= 0:
+        return int(value)
+    return None
+
+
+def _number(value: Any) -> int | float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return value
+
+
+@contextmanager
+def _use(call: CallSpan) -> Iterator[None]:
+    """The call's span is current (nested spans, e.g. httpx instrumentation, parent under it)."""
+    with trace.use_span(call.span, end_on_exit=False, record_exception=False, set_status_on_exception=False):
+        yield
+
+
+# --- request side -----------------------------------------------------------------------------
+
+
+def _client(instance: Any) -> Any:
+    return getattr(instance, "_client", None)
+
+
+def _server_attributes(client: Any) -> tuple[dict[str, Any], str | None]:
+    base_url = getattr(client, "base_url", None)
+    if base_url is None:
+        return {}, None
+    parts = urlsplit(str(base_url))
+    if not parts.hostname:
+        return {}, None
+    port = parts.port or {"https": 443, "http": 80}.get(parts.scheme)
+    return {"server.address": parts.hostname, "server.port": port}, parts.hostname
+
+
+def _is_azure(client: Any, host: str | None) -> bool:
+    if host and (host.endswith(".openai.azure.com") or host.endswith(".cognitiveservices.azure.com")):
+        return True
+    try:
+        from openai import AsyncAzureOpenAI, AzureOpenAI
+
+        return isinstance(client, AzureOpenAI | AsyncAzureOpenAI)
+    except Exception:
+        return False
+
+
+def _start(state: Instrumentation, instance: Any, api: str, kwargs: dict[str, Any]) -> CallSpan | None:
+    """The call's span, or None if it could not be started (the SDK call then runs unobserved)."""
+    try:
+        client = _client(instance)
+        request, host = _server_attributes(client)
+        for field, key in _NUMERIC_REQUEST[api]:
+            value = _number(kwargs.get(field))
+            if value is not None and key not in request:
+                request[key] = value
+        if api == CHAT:
+            stop = kwargs.get("stop")
+            if isinstance(stop, str):
+                stop = [stop]
+            if isinstance(stop, list | tuple) and stop and all(isinstance(s, str) for s in stop):
+                request["gen_ai.request.stop_sequences"] = tuple(stop)
+        model = kwargs.get("model")
+        provider = PROVIDER_AZURE if _is_azure(client, host) else PROVIDER_OPENAI
+        operation = OPERATION_EMBEDDINGS if api == EMBEDDINGS else OPERATION_CHAT
+        return state.start_call(
+            operation, provider, model if isinstance(model, str) and model else None, request
+        )
+    except Exception as exc:
+        FAULTS.record("openai call start", exc)
+        return None
+
+
+def _error_type(exc: BaseException) -> str:
+    try:
+        from openai import APIStatusError
+
+        if isinstance(exc, APIStatusError):
+            return str(exc.status_code)
+    except Exception as inner:
+        FAULTS.record("openai error type", inner)
+    return type(exc).__qualname__
+
+
+def _is_given(value: Any) -> bool:
+    """Not None and not the SDK's `omit` / `not_given` sentinels."""
+    if value is None:
+        return False
+    try:
+        from openai._types import NotGiven, Omit
+
+        return not isinstance(value, NotGiven | Omit)
+    except Exception:
+        return True
+
+
+# Azure OpenAI rejects `stream_options` before this API version.
+_AZURE_STREAM_OPTIONS_SINCE = "2024-09-01"
+
+
+def _request_usage(api: str, kwargs: dict[str, Any], instance: Any) -> tuple[dict[str, Any], bool]:
+    """For a chat stream: kwargs that ask for usage, and whether costspan added that request."""
+    if api != CHAT or kwargs.get("stream") is not True:
+        return kwargs, False
+    try:
+        api_version = getattr(_client(instance), "_api_version", None)
+        if isinstance(api_version, str) and api_version[:10] < _AZURE_STREAM_OPTIONS_SINCE:
+            return kwargs, False  # an old Azure API version: the request would fail
+        options = kwargs.get("stream_options")
+        if _is_given(options):
+            if not isinstance(options, dict) or options.get("include_usage"):
+                return kwargs, False
+            new_options = {**options, "include_usage": True}
+        else:
+            new_options = {"include_usage": True}
+        return {**kwargs, "stream_options": new_options}, True
+    except Exception as exc:
+        FAULTS.record("openai stream options", exc)
+        return kwargs, False
+
+
+# --- response side ----------------------------------------------------------------------------
+
+
+def _set_chat_usage(call: CallSpan, usage: Any) -> None:
+    prompt = _int(_get(usage, "prompt_tokens"))
+    completion = _int(_get(usage, "completion_tokens"))
+    if prompt is None and completion is None:
+        return
+    call.set_usage(
+        input_tokens=prompt,
+        output_tokens=completion,
+        cache_read_tokens=_int(_get(_get(usage, "prompt_tokens_details"), "cached_tokens")),
+        reasoning_tokens=_int(_get(_get(usage, "completion_tokens_details"), "reasoning_tokens")),
+    )
+
+
+def _set_responses_usage(call: CallSpan, usage: Any) -> None:
+    input_tokens = _int(_get(usage, "input_tokens"))
+    output_tokens = _int(_get(usage, "output_tokens"))
+    if input_tokens is None and output_tokens is None:
+        return
+    call.set_usage(
+        input_tokens=input_tokens,
+        output_tokens=output_tokens,
+        cache_read_tokens=_int(_get(_get(usage, "input_tokens_details"), "cached_tokens")),
+        reasoning_tokens=_int(_get(_get(usage, "output_tokens_details"), "reasoning_tokens")),
+    )
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+_INCOMPLETE_REASONS = {"max_output_tokens": "length", "content_filter": "content_filter"}
+
+
+def _responses_finish_reasons(response: Any) -> list[str]:
+    status = _get(response, "status")
+    if status == "completed":
+        return ["stop"]
+    if status == "incomplete":
+        reason = _get(_get(response, "incomplete_details"), "reason")
+        return [_INCOMPLETE_REASONS.get(reason, reason) if isinstance(reason, str) else "incomplete"]
+    if status == "failed":
+        return ["error"]
+    return []
+
+
+def _record(call: CallSpan, api: str, response: Any) -> None:
+    try:
+        if api == CHAT:
+            reasons = [
+                r for r in (_str(_get(c, "finish_reason")) for c in _get(response, "choices") or ()) if r
+            ]
+            call.set_response(
+                response_model=_str(_get(response, "model")),
+                response_id=_str(_get(response, "id")),
+                finish_reasons=reasons,
+            )
+            usage = _get(response, "usage")
+            if usage is not None:
+                _set_chat_usage(call, usage)
+        elif api == RESPONSES:
+            call.set_response(
+                response_model=_str(_get(response, "model")),
+                response_id=_str(_get(response, "id")),
+                finish_reasons=_responses_finish_reasons(response),
+            )
+            usage = _get(response, "usage")
+            if usage is not None:
+                _set_responses_usage(call, usage)
+        else:
+            call.set_response(response_model=_str(_get(response, "model")))
+            tokens = _int(_get(_get(response, "usage"), "prompt_tokens"))
+            if tokens is not None:
+                call.set_usage(input_tokens=tokens, output_tokens=None)
+    except Exception as exc:
+        FAULTS.record("openai response", exc)
+
+
+class _ChatStreamState:
+    """What a chat stream has shown so far."""
+
+    __slots__ = ("call", "finish_reasons", "hide_usage", "response_id", "response_model", "usage")
+
+    def __init__(self, call: CallSpan, hide_usage: bool) -> None:
+        self.call = call
+        self.hide_usage = hide_usage
+        self.usage: Any = None
+        self.response_model: str | None = None
+        self.response_id: str | None = None
+        self.finish_reasons: dict[int, str] = {}
+
+    def on_item(self, chunk: Any) -> bool:
+        self.response_model = _str(_get(chunk, "model")) or self.response_model
+        self.response_id = _str(_get(chunk, "id")) or self.response_id
+        choices = _get(chunk, "choices")
+        for position, choice in enumerate(choices or ()):
+            reason = _str(_get(choice, "finish_reason"))
+            if reason:
+                index = _get(choice, "index")
+                self.finish_reasons[index if isinstance(index, int) else position] = reason
+        usage = _get(chunk, "usage")
+        if usage is not None:
+            self.usage = usage
+        if not self.hide_usage:
+            return True
+        if not choices and usage is not None:
+            return False  # the usage-only chunk costspan asked for
+        # costspan's include_usage makes the API send `"usage": null` on every other chunk: an
+        # uninstrumented caller would not have that field set.
+        fields_set = getattr(chunk, "__pydantic_fields_set__", None)
+        if usage is None and isinstance(fields_set, set):
+            fields_set.discard("usage")
+        return True
+
+    def on_done(self) -> None:
+        self.call.set_response(
+            response_model=self.response_model,
+            response_id=self.response_id,
+            finish_reasons=[self.finish_reasons[i] for i in sorted(self.finish_reasons)],
+        )
+        if self.usage is not None:
+            _set_chat_usage(self.call, self.usage)
+
+
+_RESPONSE_EVENTS_WITH_RESPONSE = frozenset(
+    {
+        "response.created",
+        "response.in_progress",
+        "response.completed",
+        "response.incomplete",
+        "response.failed",
+    }
+)
+
+
+class _ResponsesStreamState:
+    """What a Responses API event stream has shown so far (the final event carries the usage)."""
+
+    __slots__ = ("call", "response")
+
+    def __init__(self, call: CallSpan) -> None:
+        self.call = call
+        self.response: Any = None
+
+    def on_item(self, event: Any) -> bool:
+        if _get(event, "type") in _RESPONSE_EVENTS_WITH_RESPONSE:
+            response = _get(event, "response")
+            if response is not None:
+                self.response = response
+        return True
+
+    def on_done(self) -> None:
+        if self.response is not None:
+            _record(self.call, RESPONSES, self.response)
+
+
+def _end_stream(call: CallSpan, on_done: Callable[[], None], error: BaseException | None) -> None:
+    if call.ended:
+        return
+    try:
+        on_done()
+    except Exception as exc:
+        FAULTS.record("stream usage", exc)
+    call.end(error, error_type=_error_type(error) if error is not None else None)
+
+
+class _SyncStream(SyncStreamProxy):
+    """`SyncStreamProxy` whose failed span carries the API status code as `error.type`."""
+
+    def _self_done(self, error: BaseException | None = None) -> None:
+        _end_stream(self._self_call, self._self_on_done, error)
+
+
+class _AsyncStream(AsyncStreamProxy):
+    """`AsyncStreamProxy` whose failed span carries the API status code as `error.type`."""
+
+    def _self_done(self, error: BaseException | None = None) -> None:
+        _end_stream(self._self_call, self._self_on_done, error)
+
+
+def _stream_state(call: CallSpan, api: str, hide_usage: bool) -> _ChatStreamState | _ResponsesStreamState:
+    return _ChatStreamState(call, hide_usage) if api == CHAT else _ResponsesStreamState(call)
+
+
+class _StreamingAPIResponse(wrapt.ObjectProxy):  # type: ignore[misc]
+    """`with_streaming_response`: an unread `APIResponse`. Usage is read when the caller parses it."""
+
+    def __init__(self, wrapped: Any, call: CallSpan, api: str, hide_usage: bool) -> None:
+        super().__init__(wrapped)
+        self._self_call = call
+        self._self_api = api
+        self._self_hide_usage = hide_usage
+        # Never parsed nor closed: end the span (without usage) when the proxy is collected.
+        weakref.finalize(self, call.end)
+
+    def parse(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            parsed = self.__wrapped__.parse(*args, **kwargs)
+        except BaseException as exc:
+            self._self_call.end(exc, error_type=_error_type(exc))
+            raise
+        return self._self_parsed(parsed, bool(args or kwargs))
+
+    def _self_parsed(self, parsed: Any, custom: bool) -> Any:
+        call = self._self_call
+        if call.ended:
+            return parsed
+        try:
+            from openai import AsyncStream, Stream
+
+            if isinstance(parsed, Stream | AsyncStream):
+                state = _stream_state(call, self._self_api, self._self_hide_usage)
+                proxy_cls = _AsyncStream if isinstance(parsed, AsyncStream) else _SyncStream
+                return proxy_cls(parsed, call, state.on_item, state.on_done)
+        except Exception as exc:
+            FAULTS.record("openai response", exc)
+        if not custom:
+            _record(call, self._self_api, parsed)
+        call.end()
+        return parsed
+
+    def close(self) -> None:
+        try:
+            self.__wrapped__.close()
+        finally:
+            self._self_call.end()
+
+
+class _AsyncStreamingAPIResponse(_StreamingAPIResponse):
+    async def parse(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        try:
+            parsed = await self.__wrapped__.parse(*args, **kwargs)
+        except BaseException as exc:
+            self._self_call.end(exc, error_type=_error_type(exc))
+            raise
+        return self._self_parsed(parsed, bool(args or kwargs))
+
+    async def close(self) -> None:  # type: ignore[override]
+        try:
+            await self.__wrapped__.close()
+        finally:
+            self._self_call.end()
+
+
+def _handle_result(call: CallSpan, api: str, result: Any, hide_usage: bool) -> Any:
+    """Record the response (or wrap the stream) and return what the caller gets. Never raises."""
+    try:
+        from openai import AsyncStream, Stream
+        from openai._legacy_response import LegacyAPIResponse
+        from openai._response import APIResponse, AsyncAPIResponse
+
+        if isinstance(result, Stream | AsyncStream):
+            state = _stream_state(call, api, hide_usage)
+            proxy_cls = _AsyncStream if isinstance(result, AsyncStream) else _SyncStream
+            return proxy_cls(result, call, state.on_item, state.on_done)
+        if isinstance(result, LegacyAPIResponse):  # with_raw_response
+            parsed = result.parse()
+            if isinstance(parsed, Stream | AsyncStream):
+                state = _stream_state(call, api, hide_usage)
+                proxy_cls = _AsyncStream if isinstance(parsed, AsyncStream) else _SyncStream
+                # The caller's `.parse()` returns the cached object: cache the proxy instead.
+                result._parsed_by_type[result._cast_to] = proxy_cls(
+                    parsed, call, state.on_item, state.on_done
+                )
+                return result
+            _record(call, api, parsed)
+            call.end()
+            return result
+        if isinstance(result, AsyncAPIResponse):  # with_streaming_response (async)
+            return _AsyncStreamingAPIResponse(result, call, api, hide_usage)
+        if isinstance(result, APIResponse):  # with_streaming_response
+            return _StreamingAPIResponse(result, call, api, hide_usage)
+    except Exception as exc:
+        FAULTS.record("openai response", exc)
+        call.end()
+        return result
+    _record(call, api, result)
+    call.end()
+    return result
+
+
+def _sync_wrapper(state: Instrumentation, api: str, switch: _Switch) -> Callable[..., Any]:
+    def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        call = _start(state, instance, api, kwargs) if switch.on else None
+        if call is None:
+            return wrapped(*args, **kwargs)
+        kwargs, hide_usage = _request_usage(api, kwargs, instance)
+        try:
+            with _use(call):
+                result = wrapped(*args, **kwargs)
+        except BaseException as exc:
+            call.end(exc, error_type=_error_type(exc))
+            raise
+        return _handle_result(call, api, result, hide_usage)
+
+    return wrapper
+
+
+def _async_wrapper(state: Instrumentation, api: str, switch: _Switch) -> Callable[..., Any]:
+    async def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        call = _start(state, instance, api, kwargs) if switch.on else None
+        if call is None:
+            return await wrapped(*args, **kwargs)
+        kwargs, hide_usage = _request_usage(api, kwargs, instance)
+        try:
+            with _use(call):
+                result = await wrapped(*args, **kwargs)
+        except BaseException as exc:
+            call.end(exc, error_type=_error_type(exc))
+            raise
+        return _handle_result(call, api, result, hide_usage)
+
+    return wrapper

@@ -185,7 +185,8 @@ class CostSpanProcessor(SpanProcessor):
         """This span's own call cost and counts, with the pricing attributes it needs in `out`."""
         if attributes.get(attrs.GEN_AI_OPERATION_NAME) == attrs.OPERATION_EXECUTE_TOOL:
             return self._pricer.price_tool(attributes, out)
-        if not is_llm_call(attributes):
+        scope = span.instrumentation_scope
+        if not is_llm_call(attributes, scope.name if scope is not None else None):
             return None
         failed = span.status.status_code is StatusCode.ERROR
         return self._pricer.price_llm(attributes, failed, span.start_time or 0, out)

@@ -1,8 +1,15 @@
 """Read an LLM call's model and token usage from span attributes, whoever wrote them.
 
 Token semantics follow the GenAI semantic conventions: input includes cached tokens, reasoning is
-part of output. Older semconv names (`prompt_tokens`) and OpenInference (`llm.token_count.*`) are
-read too.
+part of output. Older semconv names (`prompt_tokens`), OpenLLMetry's names and OpenInference
+(`llm.token_count.*`) are read too.
+
+What each instrumentation library writes (checked against its source and its real spans; see
+tests/fixtures/third_party/): the Anthropic SDK's own spans (scope `com.anthropic.sdk.python`),
+OpenLLMetry (`opentelemetry.instrumentation.anthropic`, `opentelemetry.instrumentation.openai.v1`),
+the official openai-v2 instrumentation and OpenInference all report input INCLUDING cache reads and
+writes, so no library needs its input count corrected. What does depend on the scope is which spans
+are calls: see `is_llm_call`.
 """
 
 from __future__ import annotations
@@ -24,6 +31,18 @@ _OI_CACHE_READ = "llm.token_count.prompt_details.cache_read"
 _OI_CACHE_WRITE = "llm.token_count.prompt_details.cache_write"
 _OI_REASONING = "llm.token_count.completion_details.reasoning"
 
+# OpenLLMetry: cache names before opentelemetry-semantic-conventions-ai 0.5.0 (underscore form), and
+# its reasoning count (opentelemetry-instrumentation-openai 0.62.x, chat and responses).
+_LEGACY_CACHE_READ = "gen_ai.usage.cache_read_input_tokens"
+_LEGACY_CACHE_CREATION = "gen_ai.usage.cache_creation_input_tokens"
+_OPENLLMETRY_REASONING = "gen_ai.usage.reasoning_tokens"
+
+# The Anthropic SDK's own tracer (`com.anthropic.sdk.python`, or `com.anthropic.sdk.python.<platform>`)
+# gives every API call a span with `gen_ai.provider.name`, and `gen_ai.request.model` on some that are
+# not model calls (`anthropic.messages.count_tokens`, `anthropic.sessions.create`). Only the spans with
+# a GenAI operation name (`chat` for `anthropic.messages.create`) are calls.
+_ANTHROPIC_SDK_SCOPE = "com.anthropic.sdk.python"
+
 
 class Usage(NamedTuple):
     input_tokens: int
@@ -37,8 +56,18 @@ class InvalidUsage(ValueError):
     """A usage attribute that is not a non-negative whole number."""
 
 
-def is_llm_call(attributes: Mapping[str, Any]) -> bool:
-    if attributes.get(attrs.GEN_AI_OPERATION_NAME) in NON_CALL_OPERATIONS:
+def _needs_operation_name(scope_name: str | None) -> bool:
+    return scope_name is not None and (
+        scope_name == _ANTHROPIC_SDK_SCOPE or scope_name.startswith(_ANTHROPIC_SDK_SCOPE + ".")
+    )
+
+
+def is_llm_call(attributes: Mapping[str, Any], scope_name: str | None = None) -> bool:
+    """Whether the span is one model call; `scope_name` is its instrumentation scope's name, if known."""
+    operation = attributes.get(attrs.GEN_AI_OPERATION_NAME)
+    if operation in NON_CALL_OPERATIONS:
+        return False
+    if operation is None and _needs_operation_name(scope_name):
         return False
     return (
         attrs.GEN_AI_REQUEST_MODEL in attributes
@@ -83,8 +112,14 @@ def _count(attributes: Mapping[str, Any], *keys: str) -> int | None:
     return None
 
 
-def usage_of(attributes: Mapping[str, Any]) -> Usage | None:
-    """The call's usage, or None when it reports neither input nor output tokens."""
+def usage_of(attributes: Mapping[str, Any], scope_name: str | None = None) -> Usage | None:
+    """The call's usage, or None when it reports neither input nor output tokens.
+
+    `scope_name` is the span's instrumentation scope name. Every library surveyed (see the module
+    docstring) reports input including cache, so it changes nothing today; it is here so that a
+    library whose counts differ can be corrected by scope without changing callers.
+    """
+    del scope_name  # no surveyed scope needs its counts corrected
     input_tokens = _count(
         attributes, attrs.GEN_AI_USAGE_INPUT_TOKENS, attrs.GEN_AI_USAGE_PROMPT_TOKENS, _OI_INPUT
     )
@@ -93,12 +128,17 @@ def usage_of(attributes: Mapping[str, Any]) -> Usage | None:
     )
     if input_tokens is None and output_tokens is None:
         return None
-    cache_read = _count(attributes, attrs.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS, _OI_CACHE_READ)
+    cache_read = _count(
+        attributes, attrs.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS, _LEGACY_CACHE_READ, _OI_CACHE_READ
+    )
     cache_write = _count(
         attributes,
         attrs.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS,
         attrs.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS,
+        _LEGACY_CACHE_CREATION,
         _OI_CACHE_WRITE,
     )
-    reasoning = _count(attributes, attrs.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS, _OI_REASONING)
+    reasoning = _count(
+        attributes, attrs.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS, _OPENLLMETRY_REASONING, _OI_REASONING
+    )
     return Usage(input_tokens or 0, output_tokens or 0, cache_read or 0, cache_write or 0, reasoning or 0)

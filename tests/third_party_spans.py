@@ -1,0 +1,140 @@
+"""Third-party span fixtures and real SDK clients on a mock transport, shared by the third-party tests."""
+
+from __future__ import annotations
+
+import json
+import warnings
+from pathlib import Path
+from typing import Any
+
+import httpx2
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+import costspan
+
+FIXTURES = Path(__file__).parent / "fixtures" / "third_party"
+FIXTURE_FILES = sorted(FIXTURES.glob("*.json"))
+
+_ROLLUP_TOKENS = {
+    "input_tokens": "costspan.rollup.input_tokens",
+    "output_tokens": "costspan.rollup.output_tokens",
+    "cache_read_tokens": "costspan.rollup.cache_read_tokens",
+    "cache_write_tokens": "costspan.rollup.cache_write_tokens",
+    "reasoning_tokens": "costspan.rollup.reasoning_tokens",
+}
+
+
+def load_fixture(path: Path) -> dict[str, Any]:
+    return json.loads(path.read_text())
+
+
+def priced_provider() -> tuple[TracerProvider, InMemorySpanExporter]:
+    provider = TracerProvider()
+    exporter = InMemorySpanExporter()
+    provider.add_span_processor(costspan.CostSpanProcessor())
+    provider.add_span_processor(SimpleSpanProcessor(exporter))
+    return provider, exporter
+
+
+def replay(fixture: dict[str, Any]) -> ReadableSpan:
+    provider, exporter = priced_provider()
+    tracer = provider.get_tracer(fixture["scope_name"], fixture.get("scope_version") or None)
+    with tracer.start_as_current_span("replayed", attributes=fixture["attributes"]):
+        pass
+    (span,) = exporter.get_finished_spans()
+    assert span.instrumentation_scope is not None
+    assert span.instrumentation_scope.name == fixture["scope_name"]
+    return span
+
+
+def assert_priced(attributes: Any, fixture: dict[str, Any]) -> None:
+    if not fixture["llm_call"]:
+        assert "gen_ai.usage.cost" not in attributes
+        assert "costspan.cost.status" not in attributes
+        assert "costspan.rollup.llm_calls" not in attributes
+        return
+    assert attributes["costspan.cost.status"] == "priced"
+    assert attributes["gen_ai.usage.cost"] == fixture["expected_cost_usd"]
+    assert attributes["costspan.rollup.cost_usd"] == fixture["expected_cost_usd"]
+    assert attributes["costspan.rollup.llm_calls"] == 1
+    for field, key in _ROLLUP_TOKENS.items():
+        assert attributes.get(key) == (fixture["expected_tokens"].get(field) or None), key
+
+
+# The real SDKs, against a mock transport.
+
+_ANTHROPIC_MESSAGE = {
+    "id": "msg_01",
+    "type": "message",
+    "role": "assistant",
+    "model": "claude-sonnet-4-5-20250929",
+    "content": [{"type": "text", "text": "hi"}],
+    "stop_reason": "end_turn",
+    "stop_sequence": None,
+    "usage": {
+        "input_tokens": 200,
+        "cache_read_input_tokens": 8000,
+        "cache_creation_input_tokens": 1000,
+        "output_tokens": 500,
+    },
+}
+_OPENAI_COMPLETION = {
+    "id": "chatcmpl-1",
+    "object": "chat.completion",
+    "created": 1700000000,
+    "model": "gpt-4o-2024-08-06",
+    "choices": [
+        {
+            "index": 0,
+            "message": {"role": "assistant", "content": "hi"},
+            "finish_reason": "stop",
+            "logprobs": None,
+        }
+    ],
+    "usage": {
+        "prompt_tokens": 10000,
+        "completion_tokens": 500,
+        "total_tokens": 10500,
+        "prompt_tokens_details": {"cached_tokens": 8000, "audio_tokens": 0},
+        "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0},
+    },
+}
+
+
+def _anthropic_handler(request: httpx2.Request) -> httpx2.Response:
+    if request.url.path == "/v1/messages/count_tokens":
+        return httpx2.Response(200, json={"input_tokens": 1234})
+    return httpx2.Response(200, json=_ANTHROPIC_MESSAGE)
+
+
+def anthropic_client(open_telemetry: Any) -> Any:
+    import anthropic
+
+    return anthropic.Anthropic(
+        api_key="test",
+        http_client=httpx2.Client(transport=httpx2.MockTransport(_anthropic_handler)),
+        open_telemetry=open_telemetry,
+        max_retries=0,
+    )
+
+
+def openai_client() -> Any:
+    import openai
+
+    return openai.OpenAI(
+        api_key="test",
+        http_client=httpx2.Client(
+            transport=httpx2.MockTransport(lambda request: httpx2.Response(200, json=_OPENAI_COMPLETION))
+        ),
+        max_retries=0,
+    )
+
+
+def create_message(client: Any) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # claude-sonnet-4-5's deprecation notice
+        client.messages.create(
+            model="claude-sonnet-4-5", max_tokens=10, messages=[{"role": "user", "content": "hi"}]
+        )

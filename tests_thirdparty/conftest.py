@@ -1,0 +1,6 @@
+"""The third-party instrumentation packages' own tests share the fixtures and clients in tests/."""
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import sys
 import threading
 import time
 from collections import deque
@@ -48,6 +49,17 @@ class Reply:
 Handler = Callable[[Request], Reply]
 
 
+class _QuietHTTPServer(ThreadingHTTPServer):
+    """A client that hangs up mid-reply (a timeout or cancellation under test) is not an error here."""
+
+    daemon_threads = True
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        if isinstance(sys.exc_info()[1], ConnectionError):
+            return
+        super().handle_error(request, client_address)
+
+
 class FakeProviderServer:
     """Start with `with FakeProviderServer() as server:`; `server.base_url` is where to point SDKs."""
 
@@ -56,8 +68,7 @@ class FakeProviderServer:
         self._scripted: deque[tuple[re.Pattern[str] | None, Reply]] = deque()
         self._lock = threading.Lock()
         self.requests: list[Request] = []
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._httpd.daemon_threads = True
+        self._httpd = _QuietHTTPServer(("127.0.0.1", 0), self._handler_class())
         self._thread: threading.Thread | None = None
 
     @property

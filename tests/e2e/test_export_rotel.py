@@ -1,0 +1,250 @@
+"""End to end: an app process exports its costed spans over OTLP (gRPC, then HTTP/protobuf) to a
+real collector (rotel), which forwards them over OTLP/HTTP to a backend (`OtlpHttpSink`). The
+spans the backend receives must carry the attribute contract with exact values.
+
+    app (real openai SDK -> fake OpenAI) --OTLP grpc|http--> rotel-agent --OTLP/HTTP--> sink
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+
+import pytest
+
+if sys.platform == "win32":
+    pytest.skip("rotel ships no Windows build", allow_module_level=True)
+
+from otlp_sink import OtlpHttpSink, ReceivedSpan
+from rotel_collector import RotelCollector
+
+from costspan.testing import FakeProviderServer
+from costspan.testing.openai import OpenAIUsage, add_openai_routes
+
+APP = Path(__file__).with_name("traced_app.py")
+APP_TIMEOUT_S = 30.0
+RECEIVE_TIMEOUT_S = 10.0
+SERVICE_NAME = "lead-enricher-e2e"
+CUSTOMER_ID = "cus_e2e_8821"  # traced_app.CUSTOMER_ID
+TASK = "enrich_lead"
+
+MTOK = Decimal(1_000_000)
+# Published prices, USD per million tokens (genai-prices 0.2.3): input, cached input, output.
+GPT4O = (Decimal("2.50"), Decimal("1.25"), Decimal("10"))
+GPT4O_MINI = (Decimal("0.15"), Decimal("0.075"), Decimal("0.60"))
+TOOL_USD = Decimal("0.10")
+# What the fake OpenAI servers report (prompt tokens include cached ones).
+RESEARCH_USAGE = OpenAIUsage(prompt_tokens=1200, completion_tokens=400, cached_tokens=200)
+WRITER_USAGE = OpenAIUsage(prompt_tokens=3000, completion_tokens=500, cached_tokens=1000)
+
+
+def parts(usage: OpenAIUsage, prices: tuple[Decimal, Decimal, Decimal]) -> tuple[Decimal, Decimal, Decimal]:
+    """(uncached input, cache read, output) USD, by hand."""
+    p_in, p_cached, p_out = prices
+    uncached = usage.prompt_tokens - usage.cached_tokens
+    return (
+        uncached * p_in / MTOK,
+        usage.cached_tokens * p_cached / MTOK,
+        usage.completion_tokens * p_out / MTOK,
+    )
+
+
+RESEARCH_PARTS = parts(RESEARCH_USAGE, GPT4O)
+WRITER_PARTS = parts(WRITER_USAGE, GPT4O_MINI)
+RESEARCH_USD = sum(RESEARCH_PARTS, Decimal(0))  # 0.0025 + 0.00025 + 0.004 = 0.00675
+WRITER_USD = sum(WRITER_PARTS, Decimal(0))  # 0.0003 + 0.000075 + 0.0003 = 0.000675
+TASK_USD = RESEARCH_USD + WRITER_USD + TOOL_USD  # 0.107425
+
+
+@dataclass
+class Servers:
+    research: FakeProviderServer
+    writer: FakeProviderServer
+
+
+@pytest.fixture
+def openai_servers() -> Iterator[Servers]:
+    with FakeProviderServer() as research, FakeProviderServer() as writer:
+        add_openai_routes(research, usage=RESEARCH_USAGE)
+        add_openai_routes(writer, usage=WRITER_USAGE)
+        yield Servers(research, writer)
+
+
+@pytest.fixture
+def sink() -> Iterator[OtlpHttpSink]:
+    with OtlpHttpSink() as s:
+        yield s
+
+
+@pytest.fixture
+def collector(sink: OtlpHttpSink, tmp_path: Path) -> Iterator[RotelCollector]:
+    with RotelCollector(export_to=sink.endpoint, workdir=tmp_path) as rotel:
+        yield rotel
+
+
+def app_env(protocol: str, endpoint: str, servers: Servers) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "COSTSPAN_"))}
+    env.update(
+        OTEL_SERVICE_NAME=SERVICE_NAME,
+        OTEL_TRACES_EXPORTER="otlp",
+        OTEL_METRICS_EXPORTER="none",
+        OTEL_LOGS_EXPORTER="none",
+        OTEL_EXPORTER_OTLP_PROTOCOL=protocol,
+        OTEL_EXPORTER_OTLP_ENDPOINT=endpoint,
+        RESEARCH_OPENAI_URL=servers.research.base_url,
+        WRITER_OPENAI_URL=servers.writer.base_url,
+        NO_PROXY="127.0.0.1,localhost",
+    )
+    return env
+
+
+def run_app(setup: str, protocol: str, collector: RotelCollector, servers: Servers) -> dict[str, str]:
+    endpoint = collector.grpc_endpoint if protocol == "grpc" else collector.http_endpoint
+    argv = [sys.executable, str(APP), setup]
+    done = subprocess.run(
+        argv,
+        env=app_env(protocol, endpoint, servers),
+        capture_output=True,
+        text=True,
+        timeout=APP_TIMEOUT_S,  # kills the app if it hangs
+        check=False,
+    )
+    assert done.returncode == 0, f"app failed ({done.returncode}):\n{done.stderr}"
+    # The exporters log a failed export instead of raising: an app that exported nothing must say why.
+    assert "Failed to export" not in done.stderr, done.stderr
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def by_name(spans: list[ReceivedSpan]) -> dict[str, ReceivedSpan]:
+    named = {s.name: s for s in spans}
+    assert len(named) == len(spans), [s.name for s in spans]
+    return named
+
+
+EXPECTED_SPANS = {
+    TASK,
+    "invoke_agent research",
+    "chat gpt-4o",
+    "execute_tool clearbit.enrich",
+    "invoke_agent writer",
+    "chat gpt-4o-mini",
+}
+
+
+def usd(value: Decimal) -> float:
+    return float(value)
+
+
+def assert_priced_call(span: ReceivedSpan, total: Decimal, parts_usd: tuple[Decimal, ...]) -> None:
+    a = span.attributes
+    assert span.kind == "CLIENT"
+    assert a["gen_ai.usage.cost"] == usd(total)
+    assert type(a["gen_ai.usage.cost"]) is float  # an OTLP double, not a string
+    assert a["costspan.cost.input_usd"] == usd(parts_usd[0])
+    assert a["costspan.cost.cache_read_usd"] == usd(parts_usd[1])
+    assert a["costspan.cost.output_usd"] == usd(parts_usd[2])
+    assert a["costspan.cost.status"] == "priced"
+    assert a["costspan.price.source"] == "genai-prices 0.2.3"
+
+
+def check_received(spans: list[ReceivedSpan], ran: dict[str, str]) -> None:
+    named = by_name(spans)
+    assert set(named) == EXPECTED_SPANS
+
+    # One trace, the one the app ran, with its tree intact across the collector.
+    assert {s.trace_id for s in spans} == {ran["trace_id"]}
+    task = named[TASK]
+    research, writer = named["invoke_agent research"], named["invoke_agent writer"]
+    assert task.parent_span_id == ""
+    assert research.parent_span_id == task.span_id
+    assert writer.parent_span_id == task.span_id
+    assert named["chat gpt-4o"].parent_span_id == research.span_id
+    assert named["execute_tool clearbit.enrich"].parent_span_id == research.span_id
+    assert named["chat gpt-4o-mini"].parent_span_id == writer.span_id
+
+    # Resource and attribution on every span.
+    assert len(ran["task_id"]) == 32
+    for span in spans:
+        assert span.resource["service.name"] == SERVICE_NAME, span.name
+        assert span.attributes["costspan.customer_id"] == CUSTOMER_ID, span.name
+        assert span.attributes["costspan.task"] == TASK, span.name
+        assert span.attributes["costspan.task_id"] == ran["task_id"], span.name
+    for name in ("invoke_agent research", "chat gpt-4o", "execute_tool clearbit.enrich"):
+        assert named[name].attributes["costspan.agent"] == "research", name
+    for name in ("invoke_agent writer", "chat gpt-4o-mini"):
+        assert named[name].attributes["costspan.agent"] == "writer", name
+
+    # Each call priced from the per-MTok prices.
+    research_call, writer_call = named["chat gpt-4o"], named["chat gpt-4o-mini"]
+    assert_priced_call(research_call, RESEARCH_USD, RESEARCH_PARTS)
+    assert_priced_call(writer_call, WRITER_USD, WRITER_PARTS)
+    assert research_call.attributes["gen_ai.usage.input_tokens"] == 1200
+    assert research_call.attributes["gen_ai.usage.cache_read.input_tokens"] == 200
+    assert research_call.attributes["gen_ai.usage.output_tokens"] == 400
+    assert research_call.attributes["gen_ai.response.model"] == "gpt-4o-2024-08-06"
+    tool = named["execute_tool clearbit.enrich"].attributes
+    assert tool["gen_ai.usage.cost"] == usd(TOOL_USD)
+    assert tool["costspan.cost.status"] == "priced"
+    assert tool["costspan.price.source"] == "cost_usd"
+
+    # The rollup on the task span: the whole task's cost, calls and tokens.
+    t = task.attributes
+    assert t["costspan.rollup.cost_usd"] == usd(TASK_USD)
+    assert type(t["costspan.rollup.cost_usd"]) is float
+    assert t["costspan.rollup.llm_calls"] == 2
+    assert type(t["costspan.rollup.llm_calls"]) is int  # an OTLP int, not a double
+    assert t["costspan.rollup.tool_calls"] == 1
+    assert t["costspan.rollup.input_tokens"] == 1200 + 3000
+    assert t["costspan.rollup.output_tokens"] == 400 + 500
+    assert t["costspan.rollup.cache_read_tokens"] == 200 + 1000
+    for absent in ("costspan.rollup.failed_calls", "costspan.rollup.unpriced_calls", "gen_ai.usage.cost"):
+        assert absent not in t, absent  # zero counts are not written; a rollup is never a call cost
+    assert research.attributes["costspan.rollup.cost_usd"] == usd(RESEARCH_USD + TOOL_USD)
+    assert research.attributes["costspan.rollup.llm_calls"] == 1
+    assert writer.attributes["costspan.rollup.cost_usd"] == usd(WRITER_USD)
+    assert writer.attributes["costspan.rollup.input_tokens"] == 3000
+
+
+def all_spans_arrived(spans: list[ReceivedSpan]) -> bool:
+    return len(spans) >= len(EXPECTED_SPANS)
+
+
+SETUPS = ["manual"]
+
+
+@pytest.mark.parametrize("setup", SETUPS)
+@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"], ids=["otlp-grpc", "otlp-http"])
+def test_costed_spans_reach_the_backend_through_rotel(
+    setup: str,
+    protocol: str,
+    collector: RotelCollector,
+    sink: OtlpHttpSink,
+    openai_servers: Servers,
+) -> None:
+    ran = run_app(setup, protocol, collector, openai_servers)
+    try:
+        sink.wait_for_spans(all_spans_arrived, RECEIVE_TIMEOUT_S)
+    except AssertionError as e:
+        raise AssertionError(f"{e}\nrotel-agent said:\n{collector.output()}") from None
+    time.sleep(0.1)  # a duplicate or stray span would come in the same batch: let it show
+    check_received(sink.spans(), ran)
+    # The app really called the fake OpenAI servers through the SDK, once each.
+    assert len(openai_servers.research.requests) == 1
+    assert len(openai_servers.writer.requests) == 1
+    # rotel forwarded over OTLP/HTTP (its own exporter, not the app's).
+    assert {path for path, _ in sink.requests} == {"/v1/traces"}
+    assert all(h["user-agent"].startswith("Rotel") for _, h in sink.requests), sink.requests
+
+
+def test_rotel_stops_and_leaves_no_process(sink: OtlpHttpSink, tmp_path: Path) -> None:
+    with RotelCollector(export_to=sink.endpoint, workdir=tmp_path) as rotel:
+        process = rotel.process
+        assert process is not None and process.poll() is None
+    assert process.poll() is not None  # ended when the block closed

@@ -297,6 +297,20 @@ def test_closed_stream_ends_span(observed, instrumented, server, client) -> None
     assert only_span(observed).end_time is not None
 
 
+def test_error_in_callers_with_body_is_not_a_failed_call(observed, instrumented, server, client) -> None:
+    with (
+        pytest.raises(KeyError, match="caller's own bug"),
+        client.chat.completions.create(**CHAT_KW, stream=True) as stream,
+    ):
+        next(iter(stream))
+        raise KeyError("caller's own bug")
+    span = only_span(observed)
+    assert span.status.status_code is not StatusCode.ERROR
+    assert "error.type" not in span.attributes
+    assert span.attributes["gen_ai.response.model"] == "gpt-4o-2024-08-06"
+    assert observed.processor.faults() == {}
+
+
 def test_parse_structured_output(observed, instrumented, server, client) -> None:
     class Answer(BaseModel):
         answer: str

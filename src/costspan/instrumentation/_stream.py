@@ -18,16 +18,26 @@ from costspan.instrumentation._call import FAULTS, CallSpan
 OnItem = Callable[[Any], bool]
 # Called once before the span ends (exhausted, closed, failed or abandoned) to set usage etc.
 OnDone = Callable[[], None]
+# The `error.type` for an exception the stream raised (e.g. the API's HTTP status code).
+ErrorType = Callable[[BaseException], str]
 
 
-def _finish(call: CallSpan, on_done: OnDone, error: BaseException | None) -> None:
+def _finish(
+    call: CallSpan, on_done: OnDone, error: BaseException | None, error_type: ErrorType | None
+) -> None:
     if call.ended:
         return
     try:
         on_done()
     except Exception as exc:
         FAULTS.record("stream usage", exc)
-    call.end(error)
+    kind = None
+    if error is not None and error_type is not None:
+        try:
+            kind = error_type(error)
+        except Exception as exc:
+            FAULTS.record("stream error type", exc)
+    call.end(error, error_type=kind)
 
 
 def _observe(on_item: OnItem, item: Any) -> bool:
@@ -41,16 +51,24 @@ def _observe(on_item: OnItem, item: Any) -> bool:
 class SyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
     """A sync stream (iterator, and context manager when the wrapped one is)."""
 
-    def __init__(self, wrapped: Any, call: CallSpan, on_item: OnItem, on_done: OnDone) -> None:
+    def __init__(
+        self,
+        wrapped: Any,
+        call: CallSpan,
+        on_item: OnItem,
+        on_done: OnDone,
+        error_type: ErrorType | None = None,
+    ) -> None:
         super().__init__(wrapped)
         self._self_call = call
         self._self_on_item = on_item
         self._self_on_done = on_done
+        self._self_error_type = error_type
         # Abandoned without being exhausted or closed: end the span when the proxy is collected.
-        weakref.finalize(self, _finish, call, on_done, None)
+        weakref.finalize(self, _finish, call, on_done, None, None)
 
     def _self_done(self, error: BaseException | None = None) -> None:
-        _finish(self._self_call, self._self_on_done, error)
+        _finish(self._self_call, self._self_on_done, error, self._self_error_type)
 
     def __iter__(self) -> SyncStreamProxy:
         return self
@@ -73,10 +91,12 @@ class SyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
         return self
 
     def __exit__(self, exc_type: Any, exc: BaseException | None, tb: Any) -> Any:
+        # An error the stream itself raised has already ended the span as failed; one raised by the
+        # caller's own code in the with-body abandons the stream but is not the call failing.
         try:
             return self.__wrapped__.__exit__(exc_type, exc, tb)
         finally:
-            self._self_done(exc)
+            self._self_done()
 
     def close(self) -> None:
         try:
@@ -88,15 +108,23 @@ class SyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
 class AsyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
     """An async stream (async iterator, and async context manager when the wrapped one is)."""
 
-    def __init__(self, wrapped: Any, call: CallSpan, on_item: OnItem, on_done: OnDone) -> None:
+    def __init__(
+        self,
+        wrapped: Any,
+        call: CallSpan,
+        on_item: OnItem,
+        on_done: OnDone,
+        error_type: ErrorType | None = None,
+    ) -> None:
         super().__init__(wrapped)
         self._self_call = call
         self._self_on_item = on_item
         self._self_on_done = on_done
-        weakref.finalize(self, _finish, call, on_done, None)
+        self._self_error_type = error_type
+        weakref.finalize(self, _finish, call, on_done, None, None)
 
     def _self_done(self, error: BaseException | None = None) -> None:
-        _finish(self._self_call, self._self_on_done, error)
+        _finish(self._self_call, self._self_on_done, error, self._self_error_type)
 
     def __aiter__(self) -> AsyncStreamProxy:
         return self
@@ -122,10 +150,18 @@ class AsyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
         try:
             return await self.__wrapped__.__aexit__(exc_type, exc, tb)
         finally:
-            self._self_done(exc)
+            self._self_done()
+
+    async def aclose(self) -> None:
+        """Async generators close with `aclose()`; SDK stream objects with `close()`."""
+        await self._self_close("aclose", "close")
 
     async def close(self) -> None:
+        await self._self_close("close", "aclose")
+
+    async def _self_close(self, first: str, second: str) -> None:
         try:
-            await self.__wrapped__.close()
+            closer = getattr(self.__wrapped__, first, None) or getattr(self.__wrapped__, second)
+            await closer()
         finally:
             self._self_done()

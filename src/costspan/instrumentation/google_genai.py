@@ -418,19 +418,9 @@ class _StreamUsage:
             _set_generate_usage(self.call, usage)
 
 
-def _end_stream(call: CallSpan, on_done: Callable[[], None], error: BaseException | None) -> None:
-    if call.ended:
-        return
-    try:
-        on_done()
-    except Exception as exc:
-        FAULTS.record("stream usage", exc)
-    call.end(error, error_type=_error_type(error) if error is not None else None)
-
-
 class _SyncStream(SyncStreamProxy):
-    """`SyncStreamProxy` whose failed span carries the API status code as `error.type`, and whose
-    span is current while the SDK works (the request is only sent on the first `next()`)."""
+    """`SyncStreamProxy` whose span is current, and whose per-request usage is collected, while the
+    SDK works (the request is only sent on the first `next()`)."""
 
     def __next__(self) -> Any:
         token = _ACTIVE_HOPS.set(self._self_hops)
@@ -440,12 +430,10 @@ class _SyncStream(SyncStreamProxy):
         finally:
             _ACTIVE_HOPS.reset(token)
 
-    def _self_done(self, error: BaseException | None = None) -> None:
-        _end_stream(self._self_call, self._self_on_done, error)
-
 
 class _AsyncStream(AsyncStreamProxy):
-    """`AsyncStreamProxy` for an async generator: also ends the span on `aclose()`."""
+    """`AsyncStreamProxy` whose span is current, and whose per-request usage is collected, while the
+    SDK works."""
 
     async def __anext__(self) -> Any:
         token = _ACTIVE_HOPS.set(self._self_hops)
@@ -454,18 +442,6 @@ class _AsyncStream(AsyncStreamProxy):
                 return await AsyncStreamProxy.__anext__(self)
         finally:
             _ACTIVE_HOPS.reset(token)
-
-    def _self_done(self, error: BaseException | None = None) -> None:
-        _end_stream(self._self_call, self._self_on_done, error)
-
-    async def aclose(self) -> None:
-        try:
-            await self.__wrapped__.aclose()
-        finally:
-            self._self_done()
-
-    async def close(self) -> None:
-        await self.aclose()
 
 
 # --- wrappers ---------------------------------------------------------------------------------
@@ -540,7 +516,7 @@ def _sync_stream_factory(state: Instrumentation) -> Callable[..., Any]:
             raise
         try:
             seen = _StreamUsage(call)
-            proxy = _SyncStream(stream, call, seen.on_item, seen.on_done)
+            proxy = _SyncStream(stream, call, seen.on_item, seen.on_done, _error_type)
             proxy._self_hops = seen.hops
             return proxy
         except Exception as exc:
@@ -564,7 +540,7 @@ def _async_stream_factory(state: Instrumentation) -> Callable[..., Any]:
             raise
         try:
             seen = _StreamUsage(call)
-            proxy = _AsyncStream(stream, call, seen.on_item, seen.on_done)
+            proxy = _AsyncStream(stream, call, seen.on_item, seen.on_done, _error_type)
             proxy._self_hops = seen.hops
             return proxy
         except Exception as exc:

@@ -432,32 +432,13 @@ class _ResponsesStreamState:
             _record(self.call, RESPONSES, self.response)
 
 
-def _end_stream(call: CallSpan, on_done: Callable[[], None], error: BaseException | None) -> None:
-    if call.ended:
-        return
-    try:
-        on_done()
-    except Exception as exc:
-        FAULTS.record("stream usage", exc)
-    call.end(error, error_type=_error_type(error) if error is not None else None)
+def _stream_proxy(call: CallSpan, api: str, hide_usage: bool, stream: Any) -> Any:
+    """The SDK's Stream/AsyncStream, proxied so that the call's span ends with the stream."""
+    from openai import AsyncStream
 
-
-class _SyncStream(SyncStreamProxy):
-    """`SyncStreamProxy` whose failed span carries the API status code as `error.type`."""
-
-    def _self_done(self, error: BaseException | None = None) -> None:
-        _end_stream(self._self_call, self._self_on_done, error)
-
-
-class _AsyncStream(AsyncStreamProxy):
-    """`AsyncStreamProxy` whose failed span carries the API status code as `error.type`."""
-
-    def _self_done(self, error: BaseException | None = None) -> None:
-        _end_stream(self._self_call, self._self_on_done, error)
-
-
-def _stream_state(call: CallSpan, api: str, hide_usage: bool) -> _ChatStreamState | _ResponsesStreamState:
-    return _ChatStreamState(call, hide_usage) if api == CHAT else _ResponsesStreamState(call)
+    state = _ChatStreamState(call, hide_usage) if api == CHAT else _ResponsesStreamState(call)
+    proxy_cls = AsyncStreamProxy if isinstance(stream, AsyncStream) else SyncStreamProxy
+    return proxy_cls(stream, call, state.on_item, state.on_done, _error_type)
 
 
 class _StreamingAPIResponse(wrapt.ObjectProxy):  # type: ignore[misc]
@@ -487,9 +468,7 @@ class _StreamingAPIResponse(wrapt.ObjectProxy):  # type: ignore[misc]
             from openai import AsyncStream, Stream
 
             if isinstance(parsed, Stream | AsyncStream):
-                state = _stream_state(call, self._self_api, self._self_hide_usage)
-                proxy_cls = _AsyncStream if isinstance(parsed, AsyncStream) else _SyncStream
-                return proxy_cls(parsed, call, state.on_item, state.on_done)
+                return _stream_proxy(call, self._self_api, self._self_hide_usage, parsed)
         except Exception as exc:
             FAULTS.record("openai response", exc)
         if not custom:
@@ -528,18 +507,12 @@ def _handle_result(call: CallSpan, api: str, result: Any, hide_usage: bool) -> A
         from openai._response import APIResponse, AsyncAPIResponse
 
         if isinstance(result, Stream | AsyncStream):
-            state = _stream_state(call, api, hide_usage)
-            proxy_cls = _AsyncStream if isinstance(result, AsyncStream) else _SyncStream
-            return proxy_cls(result, call, state.on_item, state.on_done)
+            return _stream_proxy(call, api, hide_usage, result)
         if isinstance(result, LegacyAPIResponse):  # with_raw_response
             parsed = result.parse()
             if isinstance(parsed, Stream | AsyncStream):
-                state = _stream_state(call, api, hide_usage)
-                proxy_cls = _AsyncStream if isinstance(parsed, AsyncStream) else _SyncStream
                 # The caller's `.parse()` returns the cached object: cache the proxy instead.
-                result._parsed_by_type[result._cast_to] = proxy_cls(
-                    parsed, call, state.on_item, state.on_done
-                )
+                result._parsed_by_type[result._cast_to] = _stream_proxy(call, api, hide_usage, parsed)
                 return result
             _record(call, api, parsed)
             call.end()

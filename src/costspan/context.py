@@ -13,6 +13,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TracerProvid
 
 from costspan import attributes as attrs
 from costspan._scope import decorate
+from costspan.attribution_values import AttributionValue, attribution_value, clean_attribution, clean_text
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -26,13 +27,24 @@ def _with_baggage(ctx: otel_context.Context, entries: dict[str, str]) -> otel_co
 
 
 def _given(**entries: object) -> dict[str, str]:
-    """The named entries, as baggage strings; a None value means "leave the outer value"."""
-    return {key: str(value) for key, value in entries.items() if value is not None}
+    """The named entries, cleaned, as baggage strings; None means "leave the outer value".
+
+    Raises TypeError for a value that is not a str, int or UUID (see `attribution_values`).
+    """
+    given: dict[str, str] = {}
+    for key, value in entries.items():
+        text = attribution_value(key, value)
+        if text is not None:
+            given[key] = text
+    return given
 
 
-def _require_name(kind: str, name: object) -> None:
-    if not isinstance(name, str) or not name:
-        raise TypeError(f"costspan.{kind}: name must be a non-empty string, got {name!r}")
+def _require_name(kind: str, name: object) -> str:
+    """The name, cleaned like an attribution value (it is one: `costspan.{kind}`)."""
+    cleaned = clean_text(name) if isinstance(name, str) else None
+    if cleaned is None:
+        raise TypeError(f"costspan.{kind}: name must be a non-empty string, got {name!r:.80}")
+    return cleaned
 
 
 class _EnteredBaggage:
@@ -51,11 +63,11 @@ class attribute:
 
     def __init__(
         self,
-        customer_id: str | None = None,
-        task_id: str | None = None,
-        feature: str | None = None,
-        agent: str | None = None,
-        step: str | None = None,
+        customer_id: AttributionValue | None = None,
+        task_id: AttributionValue | None = None,
+        feature: AttributionValue | None = None,
+        agent: AttributionValue | None = None,
+        step: AttributionValue | None = None,
     ) -> None:
         self._entries = _given(
             **{
@@ -139,24 +151,23 @@ class TaskScope(_SpanScope):
         self,
         name: str | None,
         *,
-        task_id: str | None,
-        customer_id: str | None,
-        feature: str | None,
+        task_id: AttributionValue | None,
+        customer_id: AttributionValue | None,
+        feature: AttributionValue | None,
         tracer_provider: TracerProvider | None,
     ) -> None:
         super().__init__(tracer_provider)
-        if name is not None:
-            _require_name("task", name)
-        self._name = name
-        self._task_id = task_id
-        self._customer_id = customer_id
-        self._feature = feature
+        self._name = _require_name("task", name) if name is not None else None
+        # Cleaned (and type-checked) now, so a bad value fails where the scope is written.
+        self._task_id = attribution_value(attrs.TASK_ID, task_id)
+        self._customer_id = attribution_value(attrs.CUSTOMER_ID, customer_id)
+        self._feature = attribution_value(attrs.FEATURE, feature)
 
     def _open(self, fn: Callable[..., Any] | None) -> _EnteredSpan:
-        name = self._name or (fn.__qualname__ if fn is not None else None)
+        name = self._name or (_require_name("task", fn.__qualname__) if fn is not None else None)
         if name is None:
             raise TypeError("costspan.task used as a context manager needs a name: task('my-task')")
-        task_id = self._task_id or baggage.get_baggage(attrs.TASK_ID) or uuid.uuid4().hex
+        task_id = self._task_id or clean_attribution(baggage.get_all()).get(attrs.TASK_ID) or uuid.uuid4().hex
         entries = _given(
             **{
                 attrs.TASK: name,
@@ -174,17 +185,17 @@ def task(name: F) -> F: ...
 def task(
     name: str | None = None,
     *,
-    task_id: str | None = None,
-    customer_id: str | None = None,
-    feature: str | None = None,
+    task_id: AttributionValue | None = None,
+    customer_id: AttributionValue | None = None,
+    feature: AttributionValue | None = None,
     tracer_provider: TracerProvider | None = None,
 ) -> TaskScope: ...
 def task(
     name: str | Callable[..., Any] | None = None,
     *,
-    task_id: str | None = None,
-    customer_id: str | None = None,
-    feature: str | None = None,
+    task_id: AttributionValue | None = None,
+    customer_id: AttributionValue | None = None,
+    feature: AttributionValue | None = None,
     tracer_provider: TracerProvider | None = None,
 ) -> Any:
     """A unit of work billed as a whole: span named by the task, `costspan.task`, `costspan.task_id`.
@@ -206,8 +217,7 @@ class agent(_SpanScope):
 
     def __init__(self, name: str, *, tracer_provider: TracerProvider | None = None) -> None:
         super().__init__(tracer_provider)
-        _require_name("agent", name)
-        self._name = name
+        self._name = _require_name("agent", name)
 
     def _open(self, fn: Callable[..., Any] | None) -> _EnteredSpan:
         return _EnteredSpan(
@@ -223,8 +233,7 @@ class step(_SpanScope):
 
     def __init__(self, name: str, *, tracer_provider: TracerProvider | None = None) -> None:
         super().__init__(tracer_provider)
-        _require_name("step", name)
-        self._name = name
+        self._name = _require_name("step", name)
 
     def _open(self, fn: Callable[..., Any] | None) -> _EnteredSpan:
         return _EnteredSpan(self._name, {attrs.STEP: self._name}, {}, self._tracer_provider)
@@ -242,7 +251,7 @@ class tool(_SpanScope):
         self, name: str, *, cost_usd: float | None = None, tracer_provider: TracerProvider | None = None
     ) -> None:
         super().__init__(tracer_provider)
-        _require_name("tool", name)
+        name = _require_name("tool", name)
         if cost_usd is not None and (
             isinstance(cost_usd, bool)
             or not isinstance(cost_usd, int | float)
@@ -268,6 +277,5 @@ class tool(_SpanScope):
 
 
 def current_attribution(ctx: otel_context.Context | None = None) -> dict[str, str]:
-    """The costspan attribution in effect (from baggage), e.g. to log or to pass to a queue."""
-    entries = baggage.get_all(ctx)
-    return {key: str(entries[key]) for key in attrs.ATTRIBUTION_KEYS if key in entries}
+    """The costspan attribution in effect (from baggage, cleaned), e.g. to log or to pass to a queue."""
+    return clean_attribution(baggage.get_all(ctx))

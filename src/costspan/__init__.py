@@ -3,6 +3,7 @@
 from importlib.metadata import PackageNotFoundError, version
 
 from costspan import attributes
+from costspan.configure import CostspanSetup, configure
 from costspan.context import TaskScope, agent, attribute, current_attribution, step, task, tool
 from costspan.exporters import ConsoleCostTreeExporter
 from costspan.pricing import PriceBreakdown, RateCard, RateCardError
@@ -16,6 +17,7 @@ except PackageNotFoundError:  # running from a source tree
 __all__ = [
     "ConsoleCostTreeExporter",
     "CostSpanProcessor",
+    "CostspanSetup",
     "PriceBreakdown",
     "RateCard",
     "RateCardError",
@@ -24,6 +26,7 @@ __all__ = [
     "agent",
     "attribute",
     "attributes",
+    "configure",
     "current_attribution",
     "step",
     "task",

@@ -1,0 +1,159 @@
+"""COSTSPAN_* environment variables: read once at start-up, each bad value logged once, never raised.
+
+A bad value leaves that one setting at its default and says so (variable, value, why, what applies
+instead); the application runs on. Explicit arguments to `costspan.configure()` win over these.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from costspan import attributes as attrs
+from costspan.baggage_trust import SECRET_ENV, TRUSTED_PEERS_ENV, InboundBaggagePolicy
+from costspan.pricing import RateCard, RateCardError
+
+logger = logging.getLogger("costspan")
+
+DISABLED = "COSTSPAN_DISABLED"
+PRICES = "COSTSPAN_PRICES"
+CONSOLE = "COSTSPAN_CONSOLE"
+COST_DIMENSIONS = "COSTSPAN_COST_DIMENSIONS"
+
+# Inbound costspan.* baggage: whose is kept (costspan.baggage_trust reads them).
+TRUSTED_BAGGAGE_PEERS = TRUSTED_PEERS_ENV
+BAGGAGE_SECRET = SECRET_ENV
+
+KNOWN_VARIABLES = (DISABLED, PRICES, CONSOLE, COST_DIMENSIONS, TRUSTED_BAGGAGE_PEERS, BAGGAGE_SECRET)
+
+_TRUE = frozenset({"true", "1", "yes", "on"})
+_FALSE = frozenset({"false", "0", "no", "off", ""})
+_SHORT_KEYS = {key.removeprefix("costspan."): key for key in attrs.ATTRIBUTION_KEYS}
+
+
+@dataclass(frozen=True)
+class Settings:
+    """What the COSTSPAN_* variables ask for. `None` means "not set": the caller's default applies."""
+
+    disabled: bool = False
+    rate_card: RateCard | None = None
+    prices_path: str | None = None
+    console_tree: bool | None = None
+    cost_dimensions: tuple[str, ...] | None = None
+    baggage_policy: InboundBaggagePolicy = field(default_factory=InboundBaggagePolicy)
+    problems: tuple[str, ...] = ()
+
+
+def _parse_bool(name: str, raw: str, problems: list[str], fallback: str) -> bool | None:
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    problems.append(f"{name}={raw!r} is not a boolean (use true or false); {fallback}")
+    return None
+
+
+def parse_cost_dimensions(raw: str) -> tuple[str, ...]:
+    """`customer_id,feature` or full keys (`costspan.customer_id`); `none` or empty: no dimensions.
+
+    Raises ValueError naming the bad entry."""
+    if raw.strip().lower() in ("", "none"):
+        return ()
+    dimensions: list[str] = []
+    for item in raw.split(","):
+        name = item.strip()
+        key = _SHORT_KEYS.get(name, name)
+        if key == attrs.TASK_ID:
+            raise ValueError(f"{name!r} cannot be a metric dimension (one time series per task)")
+        if key not in attrs.ATTRIBUTION_KEYS:
+            choices = ", ".join(k for k in _SHORT_KEYS if _SHORT_KEYS[k] != attrs.TASK_ID)
+            raise ValueError(f"{name!r} is not an attribution key (choose from {choices})")
+        if key not in dimensions:
+            dimensions.append(key)
+    return tuple(dimensions)
+
+
+def read_settings(environ: Mapping[str, str] | None = None) -> Settings:
+    """Parse and validate the COSTSPAN_* variables (loading the price file, if one is named)."""
+    env = os.environ if environ is None else environ
+    problems: list[str] = []
+
+    disabled = False
+    if DISABLED in env:
+        disabled = bool(_parse_bool(DISABLED, env[DISABLED], problems, "costspan stays enabled"))
+
+    console_tree = None
+    if CONSOLE in env:
+        console_tree = _parse_bool(CONSOLE, env[CONSOLE], problems, "the console cost tree stays off")
+
+    cost_dimensions = None
+    if COST_DIMENSIONS in env:
+        try:
+            cost_dimensions = parse_cost_dimensions(env[COST_DIMENSIONS])
+        except ValueError as exc:
+            problems.append(
+                f"{COST_DIMENSIONS}={env[COST_DIMENSIONS]!r}: {exc}; the default dimensions apply"
+            )
+
+    rate_card = None
+    prices_path = env.get(PRICES) or None
+    if prices_path is not None and not disabled:
+        try:
+            rate_card = RateCard.default().with_overrides(prices_path)
+        except RateCardError as exc:
+            problems.append(
+                f"{PRICES}={prices_path!r} is not used: {exc}; calls are priced from the bundled card only"
+            )
+
+    baggage_policy = InboundBaggagePolicy()
+    try:
+        baggage_policy = InboundBaggagePolicy.from_env(env)
+    except ValueError as exc:
+        problems.append(f"{exc}; inbound costspan.* baggage is trusted from no caller")
+
+    for name in sorted(env):
+        if name.startswith("COSTSPAN_") and name not in KNOWN_VARIABLES:
+            problems.append(f"{name} is not a costspan setting (known: {', '.join(KNOWN_VARIABLES)})")
+
+    return Settings(
+        disabled=disabled,
+        rate_card=rate_card,
+        prices_path=prices_path if rate_card is not None else None,
+        console_tree=console_tree,
+        cost_dimensions=cost_dimensions,
+        baggage_policy=baggage_policy,
+        problems=tuple(problems),
+    )
+
+
+_reported: set[str] = set()
+_reported_lock = threading.Lock()
+
+
+def report(settings: Settings) -> None:
+    """Log each problem once per process (start-up may read the settings more than once)."""
+    for problem in settings.problems:
+        with _reported_lock:
+            if problem in _reported:
+                continue
+            _reported.add(problem)
+        logger.error("costspan: %s", problem)
+
+
+__all__ = [
+    "BAGGAGE_SECRET",
+    "CONSOLE",
+    "COST_DIMENSIONS",
+    "DISABLED",
+    "KNOWN_VARIABLES",
+    "PRICES",
+    "TRUSTED_BAGGAGE_PEERS",
+    "Settings",
+    "parse_cost_dimensions",
+    "read_settings",
+    "report",
+]

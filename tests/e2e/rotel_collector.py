@@ -1,6 +1,7 @@
 """Start and stop rotel (PyPI `rotel`: the `rotel-agent` collector binary) for end-to-end tests.
 
-rotel receives OTLP over gRPC and HTTP on 127.0.0.1 and exports everything over OTLP/HTTP to the
+rotel is configured by collector-config/rotel.env (the documented setup) with this test's ports: it
+receives OTLP over gRPC and HTTP on 127.0.0.1 and exports everything over OTLP/HTTP to the
 endpoint given (the tests' `OtlpHttpSink`): the same path as an app -> collector -> backend
 deployment. Run in the foreground (no `--daemon`) so the test owns the process and kills it.
 """
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import rotel.agent
 
+ROTEL_ENV = Path(__file__).resolve().parents[2] / "collector-config" / "rotel.env"
 START_TIMEOUT_S = 10.0
 STOP_TIMEOUT_S = 5.0
 
@@ -42,29 +44,32 @@ def _accepts(port: int) -> bool:
         return False
 
 
-def command(grpc_port: int, http_port: int, export_to: str, workdir: Path) -> list[str]:
-    """The rotel command line (collector-config/rotel.md documents the same flags)."""
-    return [
-        str(agent_path()),
-        "start",
-        "--otlp-grpc-endpoint",
-        f"127.0.0.1:{grpc_port}",
-        "--otlp-http-endpoint",
-        f"127.0.0.1:{http_port}",
-        "--exporter",
-        "otlp",
-        "--otlp-exporter-endpoint",
-        export_to,
-        "--otlp-exporter-protocol",
-        "http",
-        # rotel batches for 200 ms by default; a shorter wait keeps each test short.
-        "--batch-timeout",
-        "50ms",
-        "--pid-file",
-        str(workdir / "rotel-agent.pid"),
-        "--log-file",
-        str(workdir / "rotel-agent.log"),
-    ]
+def documented_settings() -> dict[str, str]:
+    """The ROTEL_* settings in collector-config/rotel.env (KEY=VALUE lines, `#` comment lines)."""
+    settings: dict[str, str] = {}
+    for number, line in enumerate(ROTEL_ENV.read_text().splitlines(), start=1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        if not sep or not key.startswith("ROTEL_") or not value:
+            raise ValueError(f"{ROTEL_ENV}:{number}: expected ROTEL_KEY=value, got {line!r}")
+        settings[key] = value
+    return settings
+
+
+def settings(grpc_port: int, http_port: int, export_to: str, workdir: Path) -> dict[str, str]:
+    """collector-config/rotel.env with this test's endpoints, files and a shorter batch wait."""
+    return {
+        **documented_settings(),
+        "ROTEL_OTLP_GRPC_ENDPOINT": f"127.0.0.1:{grpc_port}",
+        "ROTEL_OTLP_HTTP_ENDPOINT": f"127.0.0.1:{http_port}",
+        "ROTEL_OTLP_EXPORTER_ENDPOINT": export_to,
+        "ROTEL_PID_FILE": str(workdir / "rotel-agent.pid"),
+        "ROTEL_LOG_FILE": str(workdir / "rotel-agent.log"),
+        # 200 ms in the documented file; shorter keeps each test short.
+        "ROTEL_BATCH_TIMEOUT": "50ms",
+    }
 
 
 class RotelCollector:
@@ -106,7 +111,8 @@ class RotelCollector:
 
     def _start(self) -> bool:
         self.grpc_port, self.http_port = free_port(), free_port()
-        env = dict(os.environ)
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ROTEL_")}
+        env.update(settings(self.grpc_port, self.http_port, self.export_to, self.workdir))
         # rotel-agent links libpython (for its Python processor SDK); prefer the running
         # interpreter's shared library over the system's, which may not be installed.
         libdir = sysconfig.get_config_var("LIBDIR")
@@ -114,7 +120,7 @@ class RotelCollector:
             env["LD_LIBRARY_PATH"] = os.pathsep.join(p for p in (libdir, env.get("LD_LIBRARY_PATH")) if p)
         with self.output_path.open("wb") as out:
             self.process = subprocess.Popen(
-                command(self.grpc_port, self.http_port, self.export_to, self.workdir),
+                [str(agent_path()), "start"],
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,

@@ -105,9 +105,19 @@ def app_env(protocol: str, endpoint: str, servers: Servers) -> dict[str, str]:
     return env
 
 
+def opentelemetry_instrument() -> Path:
+    """The `opentelemetry-instrument` script installed beside this interpreter."""
+    script = Path(sys.executable).parent / "opentelemetry-instrument"
+    assert script.exists(), f"{script} missing: opentelemetry-instrumentation is a costspan dependency"
+    return script
+
+
 def run_app(setup: str, protocol: str, collector: RotelCollector, servers: Servers) -> dict[str, str]:
     endpoint = collector.grpc_endpoint if protocol == "grpc" else collector.http_endpoint
     argv = [sys.executable, str(APP), setup]
+    if setup == "zero-code":
+        # What a user types: opentelemetry-instrument python app.py
+        argv = [str(opentelemetry_instrument()), *argv]
     done = subprocess.run(
         argv,
         env=app_env(protocol, endpoint, servers),
@@ -216,11 +226,16 @@ def all_spans_arrived(spans: list[ReceivedSpan]) -> bool:
     return len(spans) >= len(EXPECTED_SPANS)
 
 
-SETUPS = ["manual"]
+# (telemetry setup, app -> rotel protocol). Zero-code is how most users run: both protocols. The
+# README's manual setup once (its exporter choice follows the same OTEL_* variables).
+CASES = [
+    pytest.param("zero-code", "grpc", id="zero-code-otlp-grpc"),
+    pytest.param("zero-code", "http/protobuf", id="zero-code-otlp-http"),
+    pytest.param("manual", "http/protobuf", id="manual-otlp-http"),
+]
 
 
-@pytest.mark.parametrize("setup", SETUPS)
-@pytest.mark.parametrize("protocol", ["grpc", "http/protobuf"], ids=["otlp-grpc", "otlp-http"])
+@pytest.mark.parametrize(("setup", "protocol"), CASES)
 def test_costed_spans_reach_the_backend_through_rotel(
     setup: str,
     protocol: str,
@@ -241,6 +256,7 @@ def test_costed_spans_reach_the_backend_through_rotel(
     # rotel forwarded over OTLP/HTTP (its own exporter, not the app's).
     assert {path for path, _ in sink.requests} == {"/v1/traces"}
     assert all(h["user-agent"].startswith("Rotel") for _, h in sink.requests), sink.requests
+    assert all(h["content-encoding"] == "gzip" for _, h in sink.requests)  # as rotel.env says
 
 
 def test_rotel_stops_and_leaves_no_process(sink: OtlpHttpSink, tmp_path: Path) -> None:

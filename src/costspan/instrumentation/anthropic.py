@@ -1,0 +1,464 @@
+"""OpenTelemetry instrumentor for the Anthropic Python SDK (`anthropic` 2.x): the first-party API,
+Amazon Bedrock (`AnthropicBedrock`) and Google Vertex AI (`AnthropicVertex`), sync and async.
+
+Every Messages call of the SDK (`messages.create`, with `stream=True` too, the `messages.stream(...)`
+helper, `messages.parse`, the same under `beta.messages`, tool runners, `with_raw_response` /
+`with_streaming_response`) goes through the client's `request(cast_to, options, ...)` with
+`POST /v1/messages`; that one method is wrapped (on `SyncAPIClient` and `AsyncAPIClient`), so every
+style of call gets one CLIENT span, and SDK retries (inside `request`) stay inside that span.
+`messages.count_tokens` is not a model call and gets no span. No prompt or completion text is recorded.
+
+Usage in GenAI semconv terms: Anthropic's `input_tokens` EXCLUDES cache reads and cache writes;
+`gen_ai.usage.input_tokens` = input_tokens + cache_read_input_tokens + cache_creation_input_tokens.
+Streams take usage from `message_start` (input and cache counts) and `message_delta` (the final output
+count; recent API versions repeat the cumulative input counts there, which then win).
+
+The SDK's own spans (anthropic 2.x, scope `com.anthropic.sdk.python`, on unless
+`ANTHROPIC_OPEN_TELEMETRY=false` or `open_telemetry=False`): while instrumented, the SDK's span of a call
+this instrumentor wraps is replaced by a non-recording view of costspan's span (the SDK's
+`start_api_call_span` is wrapped), so there is one LLM span per call and the trace context that the SDK
+sends with the request is costspan's span. The SDK's spans of other calls (count_tokens, files, ...)
+are untouched; `uninstrument()` restores the SDK's own span for every call.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import importlib
+import logging
+import weakref
+from collections.abc import Callable, Collection
+from typing import Any
+
+import wrapt
+from opentelemetry import trace
+from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
+from opentelemetry.instrumentation.utils import unwrap
+from opentelemetry.trace import NonRecordingSpan
+
+from costspan.instrumentation._call import FAULTS, CallSpan, Instrumentation
+from costspan.instrumentation._stream import AsyncStreamProxy, SyncStreamProxy
+
+logger = logging.getLogger(__name__)
+
+SCOPE_NAME = "costspan.instrumentation.anthropic"
+PROVIDER_ANTHROPIC = "anthropic"
+PROVIDER_BEDROCK = "aws.bedrock"
+PROVIDER_VERTEX_AI = "gcp.vertex_ai"
+OPERATION_CHAT = "chat"
+
+_BASE_CLIENT_MODULE = "anthropic._base_client"
+# The SDK's span name for every Messages call (create, stream, parse, beta) in anthropic 2.x.
+_MESSAGES_SPAN_NAME = "anthropic.messages.create"
+_MESSAGES_PATHS = frozenset({"/v1/messages"})
+
+_NUMERIC_REQUEST = (
+    ("max_tokens", "gen_ai.request.max_tokens"),
+    ("temperature", "gen_ai.request.temperature"),
+    ("top_p", "gen_ai.request.top_p"),
+    ("top_k", "gen_ai.request.top_k"),
+)
+
+
+class AnthropicInstrumentor(BaseInstrumentor):  # type: ignore[misc]
+    """`AnthropicInstrumentor().instrument(tracer_provider=..., meter_provider=..., rate_card=...)`."""
+
+    # BaseInstrumentor is a singleton whose __init__ runs on every `AnthropicInstrumentor()`: what was
+    # patched is kept on the class, not reset by a constructor call.
+    _patched: list[tuple[Any, str]] = []  # noqa: RUF012
+
+    def instrumentation_dependencies(self) -> Collection[str]:
+        return ("anthropic >= 2.0, < 3",)
+
+    def _instrument(self, **kwargs: Any) -> None:
+        try:
+            base_client = importlib.import_module(_BASE_CLIENT_MODULE)
+        except ImportError:
+            logger.debug("anthropic is not importable; nothing to instrument")
+            return
+        state = Instrumentation.from_instrument_kwargs(SCOPE_NAME, kwargs)
+        patched: list[tuple[Any, str]] = []
+        type(self)._patched = patched
+        for class_name, factory in (("SyncAPIClient", _sync_wrapper), ("AsyncAPIClient", _async_wrapper)):
+            cls = getattr(base_client, class_name, None)
+            if cls is None or not callable(getattr(cls, "request", None)):
+                logger.debug("anthropic has no %s.request; not instrumented", class_name)
+                continue
+            wrapt.wrap_function_wrapper(cls, "request", factory(state))
+            patched.append((cls, "request"))
+        if callable(getattr(base_client, "start_api_call_span", None)):
+            wrapt.wrap_function_wrapper(base_client, "start_api_call_span", _sdk_call_span)
+            patched.append((base_client, "start_api_call_span"))
+        elif patched:
+            logger.warning(
+                "costspan: this anthropic version has no start_api_call_span to hand its call span to "
+                "costspan; if the SDK's own tracing is on, set ANTHROPIC_OPEN_TELEMETRY=false to keep "
+                "one span per call"
+            )
+
+    def _uninstrument(self, **kwargs: Any) -> None:
+        patched = type(self)._patched
+        while patched:
+            owner, name = patched.pop()
+            unwrap(owner, name)
+
+
+# --- helpers ----------------------------------------------------------------------------------
+
+
+def _get(obj: Any, name: str) -> Any:
+    if obj is None:
+        return None
+    if isinstance(obj, dict):
+        return obj.get(name)
+    return getattr(obj, name, None)
+
+
+def _int(value: Any) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float) and value.is_integer() and value >= 0:
+        return int(value)
+    return None
+
+
+def _str(value: Any) -> str | None:
+    return value if isinstance(value, str) and value else None
+
+
+def _use(call: CallSpan) -> Any:
+    """The call's span is current (nested spans, e.g. httpx instrumentation, parent under it)."""
+    return trace.use_span(call.span, end_on_exit=False, record_exception=False, set_status_on_exception=False)
+
+
+# The call whose request is being made: the SDK's own span for it is replaced (see `_sdk_call_span`).
+_ACTIVE_CALL: contextvars.ContextVar[CallSpan | None] = contextvars.ContextVar(
+    "costspan_anthropic_call", default=None
+)
+
+
+def _sdk_call_span(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    """`anthropic._base_client.start_api_call_span`: for a call costspan traces, the SDK gets a
+    non-recording span with costspan's span context instead of a span of its own. The SDK then
+    records nothing, ends nothing, and propagates costspan's span (if its `propagation` is on)."""
+    call = _ACTIVE_CALL.get()
+    if call is None:
+        return wrapped(*args, **kwargs)
+    try:
+        options = args[2] if len(args) > 2 else kwargs.get("options")
+        if _is_messages_call(options):
+            return NonRecordingSpan(call.span.get_span_context())
+    except Exception as exc:
+        FAULTS.record("anthropic sdk span", exc)
+    return wrapped(*args, **kwargs)
+
+
+# --- request side -----------------------------------------------------------------------------
+
+
+def _is_messages_call(options: Any) -> bool:
+    """A `POST /v1/messages` (stable or beta): named by the SDK's span name where it has one."""
+    span_name = getattr(options, "span_name", None)
+    if span_name is not None:
+        return bool(span_name == _MESSAGES_SPAN_NAME)
+    url = getattr(options, "url", None)
+    method = getattr(options, "method", None)
+    return (
+        isinstance(url, str)
+        and isinstance(method, str)
+        and method.lower() == "post"
+        and url.split("?", 1)[0] in _MESSAGES_PATHS
+    )
+
+
+def _provider(client: Any) -> str:
+    """The client's GenAI provider: the SDK's own name for it (2.x), else by client class."""
+    name = getattr(type(client), "_gen_ai_provider_name", None)
+    if isinstance(name, str) and name:
+        return name
+    try:
+        from anthropic import AnthropicBedrock, AnthropicVertex, AsyncAnthropicBedrock, AsyncAnthropicVertex
+
+        if isinstance(client, AnthropicBedrock | AsyncAnthropicBedrock):
+            return PROVIDER_BEDROCK
+        if isinstance(client, AnthropicVertex | AsyncAnthropicVertex):
+            return PROVIDER_VERTEX_AI
+    except Exception as exc:
+        FAULTS.record("anthropic provider", exc)
+    return PROVIDER_ANTHROPIC
+
+
+def _server_attributes(client: Any) -> dict[str, Any]:
+    base_url = getattr(client, "base_url", None)
+    host = getattr(base_url, "host", None)
+    if not isinstance(host, str) or not host:
+        return {}
+    port = getattr(base_url, "port", None)
+    if not isinstance(port, int):
+        port = {"https": 443, "http": 80}.get(str(getattr(base_url, "scheme", "")))
+    return {"server.address": host, "server.port": port}
+
+
+def _request_options(args: Any, kwargs: Any) -> Any:
+    """`options` of `request(cast_to, options, *, stream=False, stream_cls=None)`."""
+    return args[1] if len(args) > 1 else kwargs.get("options")
+
+
+def _start(state: Instrumentation, client: Any, args: Any, kwargs: Any) -> CallSpan | None:
+    """The call's span, or None when this request is not a Messages call or the span could not be
+    started (the SDK call then runs unobserved). The one place where a call starts."""
+    try:
+        options = _request_options(args, kwargs)
+        if not _is_messages_call(options):
+            return None
+        body = getattr(options, "json_data", None)
+        # anthropic 2.x has no typed sampling parameters: callers send them in `extra_body`.
+        extra = getattr(options, "extra_json", None)
+        request: dict[str, Any] = _server_attributes(client)
+        for field, key in _NUMERIC_REQUEST:
+            value = _get(extra, field)
+            if value is None:
+                value = _get(body, field)
+            if isinstance(value, int | float) and not isinstance(value, bool):
+                request[key] = value
+        stop = _get(body, "stop_sequences")
+        if isinstance(stop, list | tuple) and stop and all(isinstance(s, str) for s in stop):
+            request["gen_ai.request.stop_sequences"] = tuple(stop)
+        return state.start_call(OPERATION_CHAT, _provider(client), _str(_get(body, "model")), request)
+    except Exception as exc:
+        FAULTS.record("anthropic call start", exc)
+        return None
+
+
+def _error_type(exc: BaseException) -> str:
+    """The HTTP status code of a failed request; for an `error` event inside a stream (whose HTTP
+    status was 200), the API's error type (e.g. `overloaded_error`); else the exception's type."""
+    try:
+        from anthropic import APIStatusError
+
+        if isinstance(exc, APIStatusError):
+            status = getattr(exc, "status_code", None)
+            if isinstance(status, int) and status >= 400:
+                return str(status)
+            kind = _str(getattr(exc, "type", None)) or _str(_get(_get(exc.body, "error"), "type"))
+            if kind:
+                return kind
+    except Exception as inner:
+        FAULTS.record("anthropic error type", inner)
+    return type(exc).__qualname__
+
+
+# --- response side ----------------------------------------------------------------------------
+
+_USAGE_FIELDS = ("input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
+
+
+def _usage_counts(usage: Any) -> dict[str, int]:
+    counts = {field: value for field in _USAGE_FIELDS if (value := _int(_get(usage, field))) is not None}
+    thinking = _int(_get(_get(usage, "output_tokens_details"), "thinking_tokens"))
+    if thinking is not None:
+        counts["thinking_tokens"] = thinking
+    return counts
+
+
+def _set_usage(call: CallSpan, counts: dict[str, int]) -> None:
+    """Anthropic's counts in semconv terms: input includes cache reads and cache writes."""
+    uncached = counts.get("input_tokens")
+    output = counts.get("output_tokens")
+    if uncached is None and output is None:
+        return
+    cache_read = counts.get("cache_read_input_tokens", 0)
+    cache_write = counts.get("cache_creation_input_tokens", 0)
+    call.set_usage(
+        input_tokens=(uncached or 0) + cache_read + cache_write,
+        output_tokens=output,
+        cache_read_tokens=cache_read,
+        cache_write_tokens=cache_write,
+        reasoning_tokens=counts.get("thinking_tokens"),
+    )
+
+
+def _record_message(call: CallSpan, message: Any) -> None:
+    try:
+        stop_reason = _str(_get(message, "stop_reason"))
+        call.set_response(
+            response_model=_str(_get(message, "model")),
+            response_id=_str(_get(message, "id")),
+            finish_reasons=[stop_reason] if stop_reason else None,
+        )
+        usage = _get(message, "usage")
+        if usage is not None:
+            _set_usage(call, _usage_counts(usage))
+    except Exception as exc:
+        FAULTS.record("anthropic response", exc)
+
+
+class _StreamUsage:
+    """What a Messages event stream has shown so far."""
+
+    __slots__ = ("call", "counts", "response_id", "response_model", "stop_reason")
+
+    def __init__(self, call: CallSpan) -> None:
+        self.call = call
+        self.counts: dict[str, int] = {}
+        self.response_model: str | None = None
+        self.response_id: str | None = None
+        self.stop_reason: str | None = None
+
+    def on_item(self, event: Any) -> bool:
+        kind = _get(event, "type")
+        if kind == "message_start":
+            message = _get(event, "message")
+            self.response_model = _str(_get(message, "model")) or self.response_model
+            self.response_id = _str(_get(message, "id")) or self.response_id
+            self.counts.update(_usage_counts(_get(message, "usage")))
+        elif kind == "message_delta":
+            self.stop_reason = _str(_get(_get(event, "delta"), "stop_reason")) or self.stop_reason
+            # Cumulative counts: `output_tokens` is final here; input counts, when present, too.
+            self.counts.update(_usage_counts(_get(event, "usage")))
+        return True
+
+    def on_done(self) -> None:
+        self.call.set_response(
+            response_model=self.response_model,
+            response_id=self.response_id,
+            finish_reasons=[self.stop_reason] if self.stop_reason else None,
+        )
+        _set_usage(self.call, self.counts)
+
+
+def _wrap_stream(call: CallSpan, stream: Any) -> Any:
+    seen = _StreamUsage(call)
+    from anthropic import AsyncStream
+
+    proxy_cls = AsyncStreamProxy if isinstance(stream, AsyncStream) else SyncStreamProxy
+    return proxy_cls(stream, call, seen.on_item, seen.on_done, error_type=_error_type)
+
+
+class _RawResponse(wrapt.ObjectProxy):  # type: ignore[misc]
+    """`with_raw_response` / `with_streaming_response`: an `APIResponse`. Usage is read when the caller
+    parses it (a streamed body: the parsed stream is proxied); an unparsed response ends the span
+    (without usage) when it is closed or collected."""
+
+    def __init__(self, wrapped: Any, call: CallSpan) -> None:
+        super().__init__(wrapped)
+        self._self_call = call
+        self._self_stream: Any = None
+        weakref.finalize(self, call.end)
+
+    def _self_parsed(self, parsed: Any, custom: bool) -> Any:
+        call = self._self_call
+        if self._self_stream is not None and not custom:
+            return self._self_stream
+        if call.ended:
+            return parsed
+        try:
+            from anthropic import AsyncStream, Stream
+
+            if isinstance(parsed, Stream | AsyncStream):
+                self._self_stream = _wrap_stream(call, parsed)
+                return self._self_stream
+        except Exception as exc:
+            FAULTS.record("anthropic response", exc)
+        if not custom:
+            _record_message(call, parsed)
+        call.end()
+        return parsed
+
+    def parse(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            parsed = self.__wrapped__.parse(*args, **kwargs)
+        except BaseException as exc:
+            self._self_call.end(exc, error_type=_error_type(exc))
+            raise
+        return self._self_parsed(parsed, bool(args or kwargs))
+
+    def close(self) -> None:
+        try:
+            self.__wrapped__.close()
+        finally:
+            if self._self_stream is None:
+                self._self_call.end()
+
+
+class _AsyncRawResponse(_RawResponse):
+    async def parse(self, *args: Any, **kwargs: Any) -> Any:  # type: ignore[override]
+        try:
+            parsed = await self.__wrapped__.parse(*args, **kwargs)
+        except BaseException as exc:
+            self._self_call.end(exc, error_type=_error_type(exc))
+            raise
+        return self._self_parsed(parsed, bool(args or kwargs))
+
+    async def close(self) -> None:  # type: ignore[override]
+        try:
+            await self.__wrapped__.close()
+        finally:
+            if self._self_stream is None:
+                self._self_call.end()
+
+
+def _handle_result(call: CallSpan, result: Any) -> Any:
+    """Record the response (or wrap the stream / raw response); return what the caller gets. Never raises."""
+    try:
+        from anthropic import AsyncStream, Stream
+        from anthropic._response import AsyncAPIResponse, BaseAPIResponse
+
+        if isinstance(result, Stream | AsyncStream):
+            return _wrap_stream(call, result)
+        if isinstance(result, BaseAPIResponse):
+            return (
+                _AsyncRawResponse(result, call)
+                if isinstance(result, AsyncAPIResponse)
+                else _RawResponse(result, call)
+            )
+    except Exception as exc:
+        FAULTS.record("anthropic response", exc)
+        call.end()
+        return result
+    _record_message(call, result)
+    call.end()
+    return result
+
+
+# --- wrappers ---------------------------------------------------------------------------------
+
+
+def _sync_wrapper(state: Instrumentation) -> Callable[..., Any]:
+    def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        call = _start(state, instance, args, kwargs)
+        if call is None:
+            return wrapped(*args, **kwargs)
+        token = _ACTIVE_CALL.set(call)
+        try:
+            with _use(call):
+                result = wrapped(*args, **kwargs)
+        except BaseException as exc:
+            call.end(exc, error_type=_error_type(exc))
+            raise
+        finally:
+            _ACTIVE_CALL.reset(token)
+        return _handle_result(call, result)
+
+    return wrapper
+
+
+def _async_wrapper(state: Instrumentation) -> Callable[..., Any]:
+    async def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        call = _start(state, instance, args, kwargs)
+        if call is None:
+            return await wrapped(*args, **kwargs)
+        token = _ACTIVE_CALL.set(call)
+        try:
+            with _use(call):
+                result = await wrapped(*args, **kwargs)
+        except BaseException as exc:
+            call.end(exc, error_type=_error_type(exc))
+            raise
+        finally:
+            _ACTIVE_CALL.reset(token)
+        return _handle_result(call, result)
+
+    return wrapper

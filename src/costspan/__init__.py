@@ -3,6 +3,7 @@
 from importlib.metadata import PackageNotFoundError, version
 
 from costspan import attributes
+from costspan.budget import BudgetConfigError, BudgetExceeded, budget, configure_budgets
 from costspan.configure import CostspanSetup, configure
 from costspan.context import TaskScope, agent, attribute, current_attribution, step, task, tool
 from costspan.exporters import ConsoleCostTreeExporter
@@ -15,6 +16,8 @@ except PackageNotFoundError:  # running from a source tree
     __version__ = "0.0.0"
 
 __all__ = [
+    "BudgetConfigError",
+    "BudgetExceeded",
     "ConsoleCostTreeExporter",
     "CostSpanProcessor",
     "CostspanSetup",
@@ -26,7 +29,9 @@ __all__ = [
     "agent",
     "attribute",
     "attributes",
+    "budget",
     "configure",
+    "configure_budgets",
     "current_attribution",
     "step",
     "task",

@@ -38,6 +38,17 @@ ROLLUP_TOOL_CALLS: Final = "costspan.rollup.tool_calls"
 # A child that ended after every local ancestor: its cost reached no ancestor span.
 ROLLUP_LATE: Final = "costspan.rollup.late"
 
+# Budgets (costspan.budget): on a call a budget sent to a cheaper model, and on the
+# `costspan.budget.exceeded` span event of a call that found a budget spent.
+BUDGET_DOWNGRADED_FROM: Final = "costspan.budget.downgraded_from"
+BUDGET_EXCEEDED_EVENT: Final = "costspan.budget.exceeded"
+BUDGET_SCOPE: Final = "costspan.budget.scope"
+BUDGET_LIMIT_USD: Final = "costspan.budget.limit_usd"
+BUDGET_SPENT_USD: Final = "costspan.budget.spent_usd"
+BUDGET_ACTION: Final = "costspan.budget.action"
+BUDGET_NAME: Final = "costspan.budget.name"
+BUDGET_WORST_CASE_USD: Final = "costspan.budget.worst_case_usd"
+
 # GenAI semantic conventions (and the legacy / third-party names the processor also reads).
 GEN_AI_OPERATION_NAME: Final = "gen_ai.operation.name"
 GEN_AI_PROVIDER_NAME: Final = "gen_ai.provider.name"

@@ -14,6 +14,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TracerProvid
 from costspan import attributes as attrs
 from costspan._scope import decorate
 from costspan.attribution_values import AttributionValue, attribution_value, clean_attribution, clean_text
+from costspan.budget.tools import charged_tool
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -271,9 +272,10 @@ class tool(_SpanScope):
         }
         if self._cost_usd is not None:
             span_attributes[attrs.GEN_AI_USAGE_COST] = float(self._cost_usd)
-        return _EnteredSpan(
+        entered = _EnteredSpan(
             f"{attrs.OPERATION_EXECUTE_TOOL} {self._name}", {}, span_attributes, self._tracer_provider
         )
+        return charged_tool(entered, self._name, self._cost_usd)  # its price counts toward budgets
 
 
 def current_attribution(ctx: otel_context.Context | None = None) -> dict[str, str]:

@@ -18,7 +18,8 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer, Trac
 
 from costspan import __version__
 from costspan import attributes as attrs
-from costspan.call_pricing import CallPricer
+from costspan.budget import gate as budget_gate
+from costspan.call_pricing import COST, CallPricer
 from costspan.faults import FaultCounter
 from costspan.metrics import DEFAULT_COST_DIMENSIONS, CallMetrics
 from costspan.pricing import RateCard, shared_rate_card
@@ -44,6 +45,7 @@ class Instrumentation:
         )
         self.metrics = CallMetrics(meter_provider, cost_dimensions)
         self.pricer = CallPricer(rate_card if rate_card is not None else shared_rate_card())
+        self.budget_metrics = budget_gate.BudgetMetrics(meter_provider)
 
     @classmethod
     def from_instrument_kwargs(cls, scope_name: str, kwargs: Mapping[str, Any]) -> Instrumentation:
@@ -68,7 +70,7 @@ class Instrumentation:
 class CallSpan:
     """Span `{operation} {model}` (kind CLIENT) for one call. Start it, feed it, `end()` it once."""
 
-    __slots__ = ("_attribution", "_ended", "_lock", "_started", "_state", "attributes", "span")
+    __slots__ = ("_attribution", "_ended", "_lock", "_started", "_state", "attributes", "budget", "span")
 
     def __init__(
         self,
@@ -89,9 +91,17 @@ class CallSpan:
             self.attributes[attrs.GEN_AI_REQUEST_MODEL] = request_model
         self.attributes.update({k: v for k, v in request_attributes.items() if v is not None})
         self._attribution = dict(baggage.get_all())
+        self.budget: budget_gate.CallBudget | None = None  # set by admit(): where the cost is charged
         self._started = time.perf_counter()
         name = f"{operation} {request_model}" if request_model else operation
         self.span: Span = state.tracer.start_span(name, kind=SpanKind.CLIENT, attributes=self.attributes)
+
+    def admit(self, kwargs: dict[str, Any]) -> dict[str, Any]:
+        """The budget hook: call it in the wrapper after the span started, before the SDK sends the
+        request, and send what it returns (the model is swapped when a budget downgrades it). Raises
+        `costspan.BudgetExceeded` (after ending this span as failed) when a budget refuses the call:
+        the one exception a hook lets through. See costspan.budget.gate."""
+        return budget_gate.admit(self, kwargs)
 
     def set(self, key: str, value: Any) -> None:
         """Record a response attribute (written to the span when the call ends)."""
@@ -158,7 +168,12 @@ class CallSpan:
             span.set_status(Status(StatusCode.ERROR, str(error) if error is not None else error_type))
         out: dict[str, Any] = {}
         start_ns = getattr(span, "start_time", None) or time.time_ns()
-        self._state.pricer.price_llm(self.attributes, error_type is not None, start_ns, out)
+        tally = self._state.pricer.price_llm(self.attributes, error_type is not None, start_ns, out)
+        if self.budget is not None and tally[COST]:
+            try:
+                self.budget.charge(tally[COST])
+            except Exception as exc:
+                FAULTS.record("budget charge", exc)
         self.attributes.update(out)
         span.set_attributes(self.attributes)
         cost = out.get(attrs.GEN_AI_USAGE_COST)

@@ -12,6 +12,7 @@ from typing import Any
 
 import wrapt
 
+from costspan.budget.gate import stream_refusal
 from costspan.instrumentation._call import FAULTS, CallSpan
 
 # Called with each item; returns False to hide the item from the caller.
@@ -74,6 +75,8 @@ class SyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
         return self
 
     def __next__(self) -> Any:
+        if self._self_call.budget is not None:
+            self._self_stop_if_over_budget()
         while True:
             try:
                 item = next(self.__wrapped__)
@@ -85,6 +88,18 @@ class SyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
                 raise
             if _observe(self._self_on_item, item):
                 return item
+
+    def _self_stop_if_over_budget(self) -> None:
+        """costspan.budget(..., abort_streams=True) ran out while this stream was in flight."""
+        refusal = stream_refusal(self._self_call)
+        if refusal is None:
+            return
+        self._self_done(refusal)
+        try:
+            self.__wrapped__.close()
+        except Exception as exc:
+            FAULTS.record("stream abort", exc)
+        raise refusal
 
     def __enter__(self) -> SyncStreamProxy:
         self.__wrapped__.__enter__()
@@ -130,6 +145,8 @@ class AsyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
         return self
 
     async def __anext__(self) -> Any:
+        if self._self_call.budget is not None:
+            await self._self_stop_if_over_budget()
         while True:
             try:
                 item = await self.__wrapped__.__anext__()
@@ -141,6 +158,18 @@ class AsyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
                 raise
             if _observe(self._self_on_item, item):
                 return item
+
+    async def _self_stop_if_over_budget(self) -> None:
+        refusal = stream_refusal(self._self_call)
+        if refusal is None:
+            return
+        self._self_done(refusal)
+        try:
+            closer = getattr(self.__wrapped__, "aclose", None) or self.__wrapped__.close
+            await closer()
+        except Exception as exc:
+            FAULTS.record("stream abort", exc)
+        raise refusal
 
     async def __aenter__(self) -> AsyncStreamProxy:
         await self.__wrapped__.__aenter__()

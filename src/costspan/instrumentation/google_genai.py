@@ -457,6 +457,7 @@ def _sync_factory(operation: str, record: Callable[[CallSpan, Any, _Hops], None]
             call = _start(state, instance, operation, kwargs)
             if call is None:
                 return wrapped(*args, **kwargs)
+            kwargs = call.admit(kwargs)  # budgets: may raise BudgetExceeded or swap the model
             hops = _Hops()
             token = _ACTIVE_HOPS.set(hops)
             try:
@@ -483,6 +484,7 @@ def _async_factory(operation: str, record: Callable[[CallSpan, Any, _Hops], None
             call = _start(state, instance, operation, kwargs)
             if call is None:
                 return await wrapped(*args, **kwargs)
+            kwargs = call.admit(kwargs)  # budgets: may raise BudgetExceeded or swap the model
             hops = _Hops()
             token = _ACTIVE_HOPS.set(hops)
             try:
@@ -508,6 +510,7 @@ def _sync_stream_factory(state: Instrumentation) -> Callable[..., Any]:
         call = _start(state, instance, OPERATION_GENERATE, kwargs)
         if call is None:
             return wrapped(*args, **kwargs)
+        kwargs = call.admit(kwargs)  # budgets: may raise BudgetExceeded or swap the model
         try:
             with _use(call):
                 stream = wrapped(*args, **kwargs)
@@ -532,6 +535,7 @@ def _async_stream_factory(state: Instrumentation) -> Callable[..., Any]:
         call = _start(state, instance, OPERATION_GENERATE, kwargs)
         if call is None:
             return await wrapped(*args, **kwargs)
+        kwargs = call.admit(kwargs)  # budgets: may raise BudgetExceeded or swap the model
         try:
             with _use(call):
                 stream = await wrapped(*args, **kwargs)

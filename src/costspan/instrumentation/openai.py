@@ -535,6 +535,7 @@ def _sync_wrapper(state: Instrumentation, api: str, switch: _Switch) -> Callable
         call = _start(state, instance, api, kwargs) if switch.on else None
         if call is None:
             return wrapped(*args, **kwargs)
+        kwargs = call.admit(kwargs)  # budgets: may raise BudgetExceeded or swap the model
         kwargs, hide_usage = _request_usage(api, kwargs, instance)
         try:
             with _use(call):
@@ -552,6 +553,7 @@ def _async_wrapper(state: Instrumentation, api: str, switch: _Switch) -> Callabl
         call = _start(state, instance, api, kwargs) if switch.on else None
         if call is None:
             return await wrapped(*args, **kwargs)
+        kwargs = call.admit(kwargs)  # budgets: may raise BudgetExceeded or swap the model
         kwargs, hide_usage = _request_usage(api, kwargs, instance)
         try:
             with _use(call):

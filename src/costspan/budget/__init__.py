@@ -1,0 +1,25 @@
+"""Budgets and circuit breakers: stop a runaway task or customer while it runs.
+
+See `costspan.budget` (scope.py) for the context manager / decorator, `configure_budgets`
+(config.py) for budgets per task type and per customer, `InMemoryLedger` / `RedisLedger` for where
+spend is counted, and gate.py for the hook every instrumented LLM call goes through.
+"""
+
+from costspan.budget.accounts import ActiveBudget
+from costspan.budget.config import configure_budgets, load_budgets
+from costspan.budget.errors import BudgetConfigError, BudgetExceeded
+from costspan.budget.ledger import InMemoryLedger, Ledger
+from costspan.budget.redis_ledger import RedisLedger
+from costspan.budget.scope import budget
+
+__all__ = [
+    "ActiveBudget",
+    "BudgetConfigError",
+    "BudgetExceeded",
+    "InMemoryLedger",
+    "Ledger",
+    "RedisLedger",
+    "budget",
+    "configure_budgets",
+    "load_budgets",
+]

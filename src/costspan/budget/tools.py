@@ -1,0 +1,75 @@
+"""Tool spend counts toward budgets: `costspan.tool(...)` charges its price when it closes.
+
+Charged where the tool runs, whether or not its span is sampled: the price set on the span (when
+it is recording), else `cost_usd`, else the rate card's tool price; a tool with none is free.
+"""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar, cast
+
+from costspan import attributes as attrs
+from costspan.budget.gate import CallBudget, plan
+from costspan.call_pricing import units_from_usd
+from costspan.pricing import shared_rate_card
+
+E = TypeVar("E")
+
+
+def _is_usd(value: object) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and value >= 0
+
+
+def tool_units(span: Any, name: str, cost_usd: float | None) -> int:
+    attributes = getattr(span, "attributes", None)
+    on_span = attributes.get(attrs.GEN_AI_USAGE_COST) if attributes is not None else None
+    if _is_usd(on_span):
+        return units_from_usd(float(on_span))
+    if cost_usd is not None:
+        return units_from_usd(float(cost_usd))
+    price = shared_rate_card().tool_price(name)
+    return price.total if price is not None else 0
+
+
+class _ChargedTool:
+    """An entered tool scope whose close also charges the budgets in effect where it was opened."""
+
+    __slots__ = ("_budget", "_cost_usd", "_entered", "_name", "context", "span")
+
+    def __init__(self, entered: Any, budget: CallBudget, name: str, cost_usd: float | None) -> None:
+        self._entered = entered
+        self._budget = budget
+        self._name = name
+        self._cost_usd = cost_usd
+        self.context = entered.context
+        self.span = entered.span
+
+    def close(self, exc: BaseException | None) -> None:
+        try:
+            units = tool_units(self.span, self._name, self._cost_usd)
+        except Exception as fault:
+            units = 0
+            _fault("tool price for budgets", fault)
+        self._entered.close(exc)
+        try:
+            self._budget.charge(units)
+        except Exception as fault:
+            _fault("budget charge (tool)", fault)
+
+
+def _fault(where: str, exc: Exception) -> None:
+    from costspan.instrumentation._call import FAULTS
+
+    FAULTS.record(where, exc)
+
+
+def charged_tool(entered: E, name: str, cost_usd: float | None) -> E:
+    """`entered` (a tool's span scope), charging its price to the budgets in effect on close."""
+    try:
+        budget = plan(ctx=entered.context)  # type: ignore[attr-defined]
+    except Exception as fault:
+        _fault("budget plan (tool)", fault)
+        return entered
+    if budget is None:
+        return entered
+    return cast(E, _ChargedTool(entered, budget, name, cost_usd))

@@ -22,7 +22,7 @@ import pytest
 if sys.platform == "win32":
     pytest.skip("rotel ships no Windows build", allow_module_level=True)
 
-from otlp_sink import OtlpHttpSink, ReceivedSpan
+from otlp_sink import OtlpHttpSink, ReceivedPoint, ReceivedSpan
 from rotel_collector import RotelCollector
 
 from costspan.testing import FakeProviderServer
@@ -89,12 +89,13 @@ def collector(sink: OtlpHttpSink, tmp_path: Path) -> Iterator[RotelCollector]:
         yield rotel
 
 
-def app_env(protocol: str, endpoint: str, servers: Servers) -> dict[str, str]:
+def app_env(setup: str, protocol: str, endpoint: str, servers: Servers) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "COSTSPAN_"))}
     env.update(
         OTEL_SERVICE_NAME=SERVICE_NAME,
         OTEL_TRACES_EXPORTER="otlp",
-        OTEL_METRICS_EXPORTER="none",
+        # The zero-code setup also exports costspan's metrics (the manual one has no MeterProvider).
+        OTEL_METRICS_EXPORTER="otlp" if setup == "zero-code" else "none",
         OTEL_LOGS_EXPORTER="none",
         OTEL_EXPORTER_OTLP_PROTOCOL=protocol,
         OTEL_EXPORTER_OTLP_ENDPOINT=endpoint,
@@ -120,15 +121,17 @@ def run_app(setup: str, protocol: str, collector: RotelCollector, servers: Serve
         argv = [str(opentelemetry_instrument()), *argv]
     done = subprocess.run(
         argv,
-        env=app_env(protocol, endpoint, servers),
+        env=app_env(setup, protocol, endpoint, servers),
         capture_output=True,
         text=True,
         timeout=APP_TIMEOUT_S,  # kills the app if it hangs
         check=False,
     )
     assert done.returncode == 0, f"app failed ({done.returncode}):\n{done.stderr}"
-    # The exporters log a failed export instead of raising: an app that exported nothing must say why.
-    assert "Failed to export" not in done.stderr, done.stderr
+    # Exporters log a failed export instead of raising, and costspan logs its own faults: the app's
+    # stderr must hold neither (nor a traceback).
+    for bad in ("Failed to export", "costspan", "Traceback"):
+        assert bad not in done.stderr, done.stderr
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -222,6 +225,33 @@ def check_received(spans: list[ReceivedSpan], ran: dict[str, str]) -> None:
     assert writer.attributes["costspan.rollup.input_tokens"] == 3000
 
 
+def cost_points(points: list[ReceivedPoint]) -> list[ReceivedPoint]:
+    return [p for p in points if p.metric == "costspan.cost"]
+
+
+def cost_points_arrived(points: list[ReceivedPoint]) -> bool:
+    return len(cost_points(points)) >= 2
+
+
+def check_cost_metric(points: list[ReceivedPoint]) -> None:
+    """costspan's `costspan.cost` counter (LLM calls; tools are priced on spans only), exported over
+    OTLP at exit: one point per model with the attribution, exact dollars."""
+    by_model = {p.attributes["gen_ai.request.model"]: p for p in cost_points(points)}
+    assert set(by_model) == {"gpt-4o", "gpt-4o-mini"}, cost_points(points)
+    for model, agent, dollars in (
+        ("gpt-4o", "research", RESEARCH_USD),
+        ("gpt-4o-mini", "writer", WRITER_USD),
+    ):
+        point = by_model[model]
+        assert point.unit == "USD"
+        assert point.value == usd(dollars)
+        assert point.attributes["costspan.customer_id"] == CUSTOMER_ID
+        assert point.attributes["costspan.task"] == TASK
+        assert point.attributes["costspan.agent"] == agent
+        assert "costspan.task_id" not in point.attributes  # one series per task would explode
+        assert point.resource["service.name"] == SERVICE_NAME
+
+
 def all_spans_arrived(spans: list[ReceivedSpan]) -> bool:
     return len(spans) >= len(EXPECTED_SPANS)
 
@@ -250,11 +280,15 @@ def test_costed_spans_reach_the_backend_through_rotel(
         raise AssertionError(f"{e}\nrotel-agent said:\n{collector.output()}") from None
     time.sleep(0.1)  # a duplicate or stray span would come in the same batch: let it show
     check_received(sink.spans(), ran)
+    if setup == "zero-code":
+        check_cost_metric(sink.wait_for_points(cost_points_arrived, RECEIVE_TIMEOUT_S))
     # The app really called the fake OpenAI servers through the SDK, once each.
     assert len(openai_servers.research.requests) == 1
     assert len(openai_servers.writer.requests) == 1
     # rotel forwarded over OTLP/HTTP (its own exporter, not the app's).
-    assert {path for path, _ in sink.requests} == {"/v1/traces"}
+    assert {path for path, _ in sink.requests} == (
+        {"/v1/traces", "/v1/metrics"} if setup == "zero-code" else {"/v1/traces"}
+    )
     assert all(h["user-agent"].startswith("Rotel") for _, h in sink.requests), sink.requests
     assert all(h["content-encoding"] == "gzip" for _, h in sink.requests)  # as rotel.env says
 

@@ -206,6 +206,20 @@ def _request_options(args: Any, kwargs: Any) -> Any:
     return args[1] if len(args) > 1 else kwargs.get("options")
 
 
+def _admit(call: CallSpan, args: Any, kwargs: Any) -> None:
+    """Budgets (`call.admit`): may raise BudgetExceeded before the request is sent; a downgrade
+    swaps the model in the request body (`options.json_data`, where the SDK reads it, also to build
+    Bedrock and Vertex URLs)."""
+    options = _request_options(args, kwargs)
+    body = getattr(options, "json_data", None)
+    admitted = call.admit(body if isinstance(body, dict) else {})
+    if isinstance(body, dict) and admitted.get("model") != body.get("model"):
+        try:
+            options.json_data = admitted
+        except Exception as exc:
+            FAULTS.record("anthropic budget downgrade", exc)
+
+
 def _start(state: Instrumentation, client: Any, args: Any, kwargs: Any) -> CallSpan | None:
     """The call's span, or None when this request is not a Messages call or the span could not be
     started (the SDK call then runs unobserved). The one place where a call starts."""
@@ -431,6 +445,7 @@ def _sync_wrapper(state: Instrumentation) -> Callable[..., Any]:
         call = _start(state, instance, args, kwargs)
         if call is None:
             return wrapped(*args, **kwargs)
+        _admit(call, args, kwargs)  # budgets: may raise BudgetExceeded or swap the model
         token = _ACTIVE_CALL.set(call)
         try:
             with _use(call):
@@ -450,6 +465,7 @@ def _async_wrapper(state: Instrumentation) -> Callable[..., Any]:
         call = _start(state, instance, args, kwargs)
         if call is None:
             return await wrapped(*args, **kwargs)
+        _admit(call, args, kwargs)  # budgets: may raise BudgetExceeded or swap the model
         token = _ACTIVE_CALL.set(call)
         try:
             with _use(call):

@@ -79,13 +79,13 @@ def configure_sdk_from_env(auto_instrumentation_version: str | None = None) -> T
     class CostspanSDKConfigurator(_OTelSDKConfigurator):  # type: ignore[misc]
         """The SDK's configurator, used as distros use it (subclassed, not instantiated bare)."""
 
+    # As opentelemetry-distro does (the variable, not an exporter name, so that `otlp` resolves to
+    # gRPC or HTTP per OTEL_EXPORTER_OTLP_PROTOCOL).
+    os.environ.setdefault("OTEL_TRACES_EXPORTER", "otlp")
+    os.environ.setdefault("OTEL_METRICS_EXPORTER", "otlp")
     kwargs: dict[str, Any] = {}
     if auto_instrumentation_version:
         kwargs["auto_instrumentation_version"] = auto_instrumentation_version
-    if "OTEL_TRACES_EXPORTER" not in os.environ:
-        kwargs["trace_exporter_names"] = ["otlp"]
-    if "OTEL_METRICS_EXPORTER" not in os.environ:
-        kwargs["metric_exporter_names"] = ["otlp"]
     CostspanSDKConfigurator().configure(**kwargs)
     return sdk_tracer_provider()
 

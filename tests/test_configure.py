@@ -21,11 +21,10 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 import costspan
-from costspan.configure import costspan_entry_points
 from costspan.testing import FakeProviderServer
 from costspan.testing.openai import OpenAIUsage, add_openai_routes
 from e2e.otlp_sink import OtlpHttpSink
-from zero_code import clean_env, write_app
+from zero_code import clean_env, uninstrument_all, write_app
 
 pytest.importorskip("openai")
 
@@ -36,20 +35,6 @@ INPUT_TOKENS, OUTPUT_TOKENS = 1000, 200
 CALL_COST = (INPUT_TOKENS * Decimal("2.50") + OUTPUT_TOKENS * Decimal("10")) / MTOK  # gpt-4o: $0.0045
 OVERRIDE = 'models:\n  - model: "gpt-4o"\n    input_per_mtok: 1.0\n    output_per_mtok: 2.0\n'
 OVERRIDE_COST = (INPUT_TOKENS * Decimal(1) + OUTPUT_TOKENS * Decimal(2)) / MTOK  # $0.0014
-
-
-def uninstrument_all() -> None:
-    from opentelemetry.instrumentation.threading import ThreadingInstrumentor
-
-    for entry_point in costspan_entry_points():
-        try:
-            instrumentor = entry_point.load()()
-        except ImportError:
-            continue
-        if instrumentor.is_instrumented_by_opentelemetry:
-            instrumentor.uninstrument()
-    if ThreadingInstrumentor().is_instrumented_by_opentelemetry:
-        ThreadingInstrumentor().uninstrument()
 
 
 @pytest.fixture(autouse=True)

@@ -15,6 +15,8 @@ import textwrap
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+from costspan.configure import costspan_entry_points
+
 BIN = Path(sys.executable).parent
 TIMEOUT_S = 30
 
@@ -87,3 +89,18 @@ def install_distro(target: Path) -> Path:
     )
     assert (target / "opentelemetry" / "distro").is_dir()
     return target
+
+
+def uninstrument_all() -> None:
+    """Undo what configure() instrumented in this process (costspan's instrumentors, threading)."""
+    from opentelemetry.instrumentation.threading import ThreadingInstrumentor
+
+    for entry_point in costspan_entry_points():
+        try:
+            instrumentor = entry_point.load()()
+        except ImportError:
+            continue
+        if instrumentor.is_instrumented_by_opentelemetry:
+            instrumentor.uninstrument()
+    if ThreadingInstrumentor().is_instrumented_by_opentelemetry:
+        ThreadingInstrumentor().uninstrument()

@@ -300,6 +300,23 @@ def test_prices_override_file_from_env(
     assert [p.value for p in cost_points(sink)] == [float(2 * override_cost)]
 
 
+def test_app_calling_configure_under_env_settings_warns_about_nothing(
+    sink: OtlpHttpSink, server: FakeProviderServer, tmp_path: Path
+) -> None:
+    (tmp_path / "prices.yaml").write_text(
+        'models:\n  - model: "gpt-4o"\n    input_per_mtok: 1.0\n    output_per_mtok: 2.0\n'
+    )
+    app = write_app(tmp_path, app_source("costspan.configure()"))
+    env = otlp_env(sink, server, COSTSPAN_PRICES="prices.yaml", COSTSPAN_COST_DIMENSIONS="feature")
+    result = run_instrumented(app, env)
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    override_cost = (INPUT_TOKENS * Decimal(1) + OUTPUT_TOKENS * Decimal(2)) / MTOK
+    assert_priced_task(sink, call_cost=override_cost)
+    (point,) = cost_points(sink)
+    assert "costspan.customer_id" not in point.attributes and point.attributes["costspan.feature"] == FEATURE
+
+
 BAD_YAML = 'models:\n  - model: "gpt-4o"\n    input_per_mtok: -3\n    output_per_mtok: 2.0\n'
 
 

@@ -205,6 +205,18 @@ def test_cost_dimensions(providers: Providers, server: FakeProviderServer) -> No
     assert "costspan.customer_id" not in point.attributes
 
 
+def test_other_cost_dimensions_later_are_not_silently_dropped(
+    providers: Providers, caplog: pytest.LogCaptureFixture
+) -> None:
+    with caplog.at_level(logging.WARNING, logger="costspan"):
+        providers.configure(cost_dimensions=["feature"])
+        providers.configure(cost_dimensions=["feature"])
+        assert caplog.text == ""
+        providers.configure(cost_dimensions=["customer_id"])
+    assert "costspan_openai was already instrumented" in caplog.text
+    assert "cost_dimensions= is not applied to it; set COSTSPAN_COST_DIMENSIONS" in caplog.text
+
+
 def test_costspan_disabled(
     providers: Providers, server: FakeProviderServer, monkeypatch: pytest.MonkeyPatch
 ) -> None:

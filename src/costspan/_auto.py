@@ -30,6 +30,7 @@ from costspan.configure import (
     install_console_tree,
     install_processor,
     providers_unset,
+    record_dimensions,
     sdk_tracer_provider,
 )
 
@@ -80,8 +81,9 @@ def post_instrument() -> None:
                 instrumentor.uninstrument()
                 logger.debug("costspan: %s uninstrumented (%s)", name, costspan_settings.DISABLED)
         elif settings.cost_dimensions is not None:
-            for _, instrumentor in each_instrumented_costspan_instrumentor():
+            for name, instrumentor in each_instrumented_costspan_instrumentor():
                 instrumentor.uninstrument()
                 instrumentor.instrument(skip_dep_check=True, cost_dimensions=settings.cost_dimensions)
+                record_dimensions(name, settings.cost_dimensions)
     except Exception:
         logger.exception("costspan: zero-code setup failed; the application runs without costspan")

@@ -25,6 +25,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter
 from costspan import settings as costspan_settings
 from costspan.baggage_trust import AttributionBaggageGuard, InboundBaggagePolicy, guard_inbound_baggage
 from costspan.exporters import ConsoleCostTreeExporter
+from costspan.metrics import DEFAULT_COST_DIMENSIONS
 from costspan.pricing import RateCard
 from costspan.processor import CostSpanProcessor
 
@@ -38,6 +39,8 @@ _DISABLED_INSTRUMENTATIONS = "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS"
 _lock = threading.RLock()
 _processors: weakref.WeakKeyDictionary[TracerProvider, CostSpanProcessor] = weakref.WeakKeyDictionary()
 _console_trees: weakref.WeakSet[TracerProvider] = weakref.WeakSet()
+# Entry-point name -> the cost dimensions costspan instrumented it with.
+_applied_dimensions: dict[str, tuple[str, ...]] = {}
 
 
 @dataclass(frozen=True)
@@ -108,14 +111,19 @@ def _exporter_of(processor: SpanProcessor) -> SpanExporter | None:
     return exporter if isinstance(exporter, SpanExporter) else None
 
 
-def install_processor(provider: TracerProvider, rate_card: RateCard | None) -> CostSpanProcessor:
-    """The provider's CostSpanProcessor: the one already there, else a new one added to it."""
+def install_processor(
+    provider: TracerProvider, rate_card: RateCard | None, *, card_given: bool = False
+) -> CostSpanProcessor:
+    """The provider's CostSpanProcessor: the one already there, else a new one added to it.
+
+    `card_given`: the caller passed `rate_card` explicitly (not from COSTSPAN_PRICES, which the
+    first setup already used), so a processor that prices with another card is worth a warning."""
     with _lock:
         existing = _processors.get(provider)
         if existing is None:
             existing = next((p for p in _span_processors(provider) if isinstance(p, CostSpanProcessor)), None)
         if existing is not None:
-            if rate_card is not None and rate_card is not existing.rate_card:
+            if card_given and rate_card is not None and rate_card is not existing.rate_card:
                 logger.warning(
                     "costspan: a CostSpanProcessor is already on this TracerProvider (added by "
                     "opentelemetry-instrument, an earlier configure() or the application): the rate "
@@ -184,10 +192,13 @@ def instrument_installed(
     tracer_provider: TracerProvider | None,
     meter_provider: Any,
     cost_dimensions: tuple[str, ...] | None,
+    *,
+    dimensions_given: bool = False,
 ) -> tuple[str, ...]:
     """Instrument costspan's instrumentors whose SDK is installed, and thread context propagation.
 
-    Returns the entry-point names now instrumented (by this call or before it)."""
+    Returns the entry-point names now instrumented (by this call or before it). One instrumented
+    already keeps its settings (`dimensions_given`: say so)."""
     disabled = disabled_instrumentations()
     if "*" in disabled:
         return ()
@@ -198,13 +209,22 @@ def instrument_installed(
         instrumentor = _load_instrumentor(entry_point)
         if instrumentor is None:
             continue
-        if not instrumentor.is_instrumented_by_opentelemetry:
+        if instrumentor.is_instrumented_by_opentelemetry:
+            applied = _applied_dimensions.get(entry_point.name, DEFAULT_COST_DIMENSIONS)
+            if dimensions_given and cost_dimensions != applied:
+                logger.warning(
+                    "costspan: %s was already instrumented (by opentelemetry-instrument or an earlier "
+                    "configure()): cost_dimensions= is not applied to it; set COSTSPAN_COST_DIMENSIONS",
+                    entry_point.name,
+                )
+        else:
             if get_dependency_conflicts(instrumentor.instrumentation_dependencies()) is not None:
                 continue  # its SDK is not installed (or not a supported version)
             kwargs: dict[str, Any] = {"tracer_provider": tracer_provider, "meter_provider": meter_provider}
             if cost_dimensions is not None:
                 kwargs["cost_dimensions"] = cost_dimensions
             instrumentor.instrument(skip_dep_check=True, **kwargs)
+            record_dimensions(entry_point.name, cost_dimensions)
         done.append(entry_point.name)
     if THREADING_ENTRY_POINT not in disabled and (entry_point := _threading_entry_point()) is not None:
         instrumentor = _load_instrumentor(entry_point)
@@ -213,6 +233,12 @@ def instrument_installed(
                 instrumentor.instrument()
             done.append(entry_point.name)
     return tuple(done)
+
+
+def record_dimensions(entry_point_name: str, cost_dimensions: tuple[str, ...] | None) -> None:
+    _applied_dimensions[entry_point_name] = (
+        cost_dimensions if cost_dimensions is not None else DEFAULT_COST_DIMENSIONS
+    )
 
 
 def each_instrumented_costspan_instrumentor() -> Iterator[tuple[str, Any]]:
@@ -284,11 +310,21 @@ def configure(
             meter_provider = metrics.get_meter_provider()
         if env.disabled:
             return CostspanSetup(tracer_provider, meter_provider, None, disabled=True)
-        processor = install_processor(tracer_provider, card) if tracer_provider is not None else None
+        processor = (
+            install_processor(tracer_provider, card, card_given=rate_card is not None)
+            if tracer_provider is not None
+            else None
+        )
         install_baggage_guard(env.baggage_policy)
         if show_tree and tracer_provider is not None:
             install_console_tree(tracer_provider)
-        instrumented = instrument_installed(tracer_provider, meter_provider, dimensions) if instrument else ()
+        instrumented = (
+            instrument_installed(
+                tracer_provider, meter_provider, dimensions, dimensions_given=cost_dimensions is not None
+            )
+            if instrument
+            else ()
+        )
         return CostspanSetup(tracer_provider, meter_provider, processor, instrumented)
 
 

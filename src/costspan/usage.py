@@ -52,8 +52,13 @@ class Usage(NamedTuple):
     reasoning_tokens: int
 
 
+# A larger count in one call is corrupt, not usage: no model's context is within three orders of
+# magnitude of it, and sums of such counts would leave OTLP's int64 and price calls at absurd sums.
+MAX_TOKENS = 10**12
+
+
 class InvalidUsage(ValueError):
-    """A usage attribute that is not a non-negative whole number."""
+    """A usage attribute that is not a whole number from 0 to MAX_TOKENS."""
 
 
 def _needs_operation_name(scope_name: str | None) -> bool:
@@ -103,12 +108,12 @@ def _count(attributes: Mapping[str, Any], *keys: str) -> int | None:
         if value is None:
             continue
         if type(value) is int:
-            if value < 0:
-                raise InvalidUsage(f"{key}={value!r}")
+            if value < 0 or value > MAX_TOKENS:
+                raise InvalidUsage(f"{key}={value!r:.40}")
             return value
-        if type(value) is float and value.is_integer() and value >= 0:
+        if type(value) is float and value.is_integer() and 0 <= value <= MAX_TOKENS:
             return int(value)
-        raise InvalidUsage(f"{key}={value!r}")
+        raise InvalidUsage(f"{key}={value!r:.40}")
     return None
 
 

@@ -1,0 +1,94 @@
+"""Swallowed faults and dropped inbound attribution, as metrics an operator can alert on.
+
+`costspan.faults` (`{fault}`, monotonic): exceptions costspan caught so that they never reached the
+application, by `costspan.fault.component` (`processor`, `instrumentation`, `baggage`) and
+`costspan.fault.where` (the hook or step: `span end`, `on_start`, `LLM call span end`, ...).
+`costspan.baggage.inbound` (`{request}`, monotonic): requests whose `costspan.*` baggage the guard
+`kept` or `dropped` (`costspan.baggage.outcome`).
+
+Both are observed from the counters costspan keeps anyway, so recording a fault costs nothing more.
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
+
+from opentelemetry import metrics
+from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
+
+from costspan.baggage_trust import FAULTS as BAGGAGE_FAULTS
+from costspan.baggage_trust import AttributionBaggageGuard
+from costspan.instrumentation._call import FAULTS as INSTRUMENTATION_FAULTS
+
+FAULTS_METRIC = "costspan.faults"
+INBOUND_BAGGAGE_METRIC = "costspan.baggage.inbound"
+
+CountSource = Callable[[], Mapping[str, int]]
+
+
+class FaultMetrics:
+    """Observes fault counts from the instrumentors, the baggage guard and any processors given."""
+
+    def __init__(
+        self,
+        meter_provider: MeterProvider | None = None,
+        processors: Iterable[Any] = (),
+        guard: AttributionBaggageGuard | None = None,
+    ) -> None:
+        self._lock = threading.Lock()
+        self._processors: weakref.WeakSet[Any] = weakref.WeakSet(processors)
+        self._guard = weakref.ref(guard) if guard is not None else None
+        meter = metrics.get_meter("costspan", meter_provider=meter_provider)
+        meter.create_observable_counter(
+            FAULTS_METRIC,
+            callbacks=[self._observe_faults],
+            unit="{fault}",
+            description="Exceptions costspan caught so that they never reached the application",
+        )
+        meter.create_observable_counter(
+            INBOUND_BAGGAGE_METRIC,
+            callbacks=[self._observe_inbound],
+            unit="{request}",
+            description="Requests whose costspan.* baggage was kept or dropped by the trust policy",
+        )
+
+    def add_processor(self, processor: Any) -> None:
+        """Also observe this CostSpanProcessor's `faults()`."""
+        with self._lock:
+            self._processors.add(processor)
+
+    def _sources(self) -> list[tuple[str, CountSource]]:
+        with self._lock:
+            processors = list(self._processors)
+        sources: list[tuple[str, CountSource]] = [
+            ("instrumentation", INSTRUMENTATION_FAULTS.counts),
+            ("baggage", BAGGAGE_FAULTS.counts),
+        ]
+        sources += [("processor", processor.faults) for processor in processors]
+        return sources
+
+    def _observe_faults(self, options: CallbackOptions) -> Iterable[Observation]:
+        totals: dict[tuple[str, str], int] = {}
+        for component, counts in self._sources():
+            for where, count in counts().items():
+                key = (component, where)
+                totals[key] = totals.get(key, 0) + count
+        return [
+            Observation(count, {"costspan.fault.component": component, "costspan.fault.where": where})
+            for (component, where), count in totals.items()
+        ]
+
+    def _observe_inbound(self, options: CallbackOptions) -> Iterable[Observation]:
+        guard = self._guard() if self._guard is not None else None
+        if guard is None:
+            return []
+        return [
+            Observation(count, {"costspan.baggage.outcome": outcome})
+            for outcome, count in guard.inbound().items()
+        ]
+
+
+__all__ = ["FAULTS_METRIC", "INBOUND_BAGGAGE_METRIC", "FaultMetrics"]

@@ -320,32 +320,48 @@ def test_app_calling_configure_under_env_settings_warns_about_nothing(
 BAD_YAML = 'models:\n  - model: "gpt-4o"\n    input_per_mtok: -3\n    output_per_mtok: 2.0\n'
 
 
-@pytest.mark.parametrize(
-    ("variable", "value", "expected"),
-    [
-        ("COSTSPAN_PRICES", "missing.yaml", ["COSTSPAN_PRICES='missing.yaml'", "cannot read file"]),
-        ("COSTSPAN_PRICES", "bad.yaml", ["COSTSPAN_PRICES='bad.yaml'", "models[0].input_per_mtok", "-3"]),
-        ("COSTSPAN_CONSOLE", "maybe", ["COSTSPAN_CONSOLE='maybe'", "not a boolean"]),
-        ("COSTSPAN_COST_DIMENSIONS", "task_id", ["COSTSPAN_COST_DIMENSIONS='task_id'", "'task_id'"]),
-        ("COSTSPAN_DISABLED", "sometimes", ["COSTSPAN_DISABLED='sometimes'", "stays enabled"]),
-        ("COSTSPAN_PRICE", "prices.yaml", ["COSTSPAN_PRICE is not a costspan setting"]),
-    ],
-)
-def test_bad_setting_is_one_clear_message_and_the_app_runs(
-    variable: str,
-    value: str,
-    expected: list[str],
-    sink: OtlpHttpSink,
-    server: FakeProviderServer,
-    tmp_path: Path,
+# Each bad value and what its one message must say. Two runs: COSTSPAN_PRICES takes one value a run.
+BAD_SETTINGS = {
+    "missing file": {
+        "COSTSPAN_PRICES": (
+            "missing.yaml",
+            ["COSTSPAN_PRICES='missing.yaml' is not used", "cannot read file"],
+        ),
+        "COSTSPAN_CONSOLE": ("maybe", ["COSTSPAN_CONSOLE='maybe' is not a boolean"]),
+        "COSTSPAN_COST_DIMENSIONS": ("task_id", ["COSTSPAN_COST_DIMENSIONS='task_id': 'task_id' cannot be"]),
+        "COSTSPAN_DISABLED": ("sometimes", ["COSTSPAN_DISABLED='sometimes'", "stays enabled"]),
+        "COSTSPAN_PRICE": ("prices.yaml", ["COSTSPAN_PRICE is not a costspan setting"]),
+        "COSTSPAN_TRUSTED_BAGGAGE_PEERS": ("intranet", ["COSTSPAN_TRUSTED_BAGGAGE_PEERS: 'intranet' is not"]),
+    },
+    "bad entry": {
+        "COSTSPAN_PRICES": (
+            "bad.yaml",
+            ["COSTSPAN_PRICES='bad.yaml' is not used: bad.yaml: models[0].input_per_mtok", "(got -3)"],
+        ),
+    },
+}
+
+
+@pytest.mark.parametrize("case", BAD_SETTINGS)
+def test_bad_settings_are_one_clear_message_each_and_the_app_runs(
+    case: str, sink: OtlpHttpSink, server: FakeProviderServer, tmp_path: Path
 ) -> None:
     (tmp_path / "bad.yaml").write_text(BAD_YAML)
     app = write_app(tmp_path, app_source())
-    result = run_instrumented(app, otlp_env(sink, server, **{variable: value}))
+    bad = BAD_SETTINGS[case]
+    result = run_instrumented(
+        app, otlp_env(sink, server, **{name: value for name, (value, _) in bad.items()})
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout == "app done\n"
-    messages = [line for line in result.stderr.splitlines() if variable in line]
-    assert len(messages) == 1, result.stderr
-    for part in expected:
-        assert part in messages[0]
+    messages = result.stderr.splitlines()
+    assert len(messages) == len(bad), result.stderr
+    for name, (_, parts) in bad.items():
+        (message,) = [
+            m
+            for m in messages
+            if m.startswith((f"costspan: {name}=", f"costspan: {name} ", f"costspan: {name}:"))
+        ]
+        for part in parts:
+            assert part in message
     assert_priced_task(sink)  # bundled prices, default settings

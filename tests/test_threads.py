@@ -190,11 +190,12 @@ def test_asyncio_tasks_to_thread_and_run_in_executor(configured: Traced, server:
 
 
 THREADED_APP = """
+import asyncio
 import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
 
-from openai import OpenAI
+from openai import AsyncOpenAI, OpenAI
 
 import costspan
 
@@ -213,6 +214,13 @@ def pipeline():
     worker = threading.Thread(target=call)
     worker.start()
     worker.join()
+    asyncio.run(fan_out_async())
+
+
+async def fan_out_async():
+    async with AsyncOpenAI(base_url=client.base_url, api_key="test", max_retries=0) as aclient:
+        one = aclient.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "chunk"}])
+        await asyncio.gather(asyncio.create_task(one), asyncio.to_thread(call))
 
 
 pipeline()
@@ -233,9 +241,9 @@ def test_zero_code_threads(server: FakeProviderServer, tmp_path: Path) -> None:
         spans = sink.spans()
     (task,) = [s for s in spans if s.name == "pipeline"]
     calls = [s for s in spans if s.kind == "CLIENT"]
-    assert len(calls) == 4
+    assert len(calls) == 6  # 3 in a pool, 1 in a Thread, 1 asyncio task, 1 asyncio.to_thread
     for call in calls:
         assert call.parent_span_id == task.span_id
         assert call.attributes["costspan.customer_id"] == "cus_zero_threads"
-    assert task.attributes["costspan.rollup.cost_usd"] == float(4 * CALL_COST)
-    assert task.attributes["costspan.rollup.llm_calls"] == 4
+    assert task.attributes["costspan.rollup.cost_usd"] == float(6 * CALL_COST)
+    assert task.attributes["costspan.rollup.llm_calls"] == 6

@@ -1,6 +1,7 @@
 """Attribution across services: two processes under `opentelemetry-instrument`, an HTTP client
 (requests, instrumented by opentelemetry-instrumentation-requests) calling a WSGI server
-(opentelemetry-instrumentation-wsgi's middleware) whose handler calls OpenAI. W3C baggage carries
+(opentelemetry-instrumentation-wsgi's middleware) or an ASGI one (uvicorn and
+opentelemetry-instrumentation-asgi's middleware) whose handler calls OpenAI. W3C baggage carries
 the caller's attribution; costspan keeps inbound costspan.* baggage only from trusted peers."""
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ MTOK = Decimal(1_000_000)
 INPUT_TOKENS, OUTPUT_TOKENS = 1000, 200
 CALL_COST = (INPUT_TOKENS * Decimal("2.50") + OUTPUT_TOKENS * Decimal("10")) / MTOK  # gpt-4o: $0.0045
 
-SERVER_APP = """
+WSGI_SERVICE = """
 import os
 from wsgiref.simple_server import WSGIRequestHandler, make_server
 
@@ -52,6 +53,40 @@ httpd.timeout = 20
 print(httpd.server_port, flush=True)
 httpd.handle_request()  # one request, then exit (spans are flushed at exit)
 """
+
+ASGI_SERVICE = """
+import asyncio
+import os
+import socket
+
+import uvicorn
+from openai import AsyncOpenAI
+from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
+
+client = AsyncOpenAI(base_url=os.environ["FAKE_OPENAI_URL"] + "/v1", api_key="test", max_retries=0)
+server = None
+
+
+async def answer(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    await client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "answer"}])
+    await send({"type": "http.response.start", "status": 200, "headers": [(b"content-type", b"text/plain")]})
+    await send({"type": "http.response.body", "body": b"answered"})
+    server.should_exit = True  # one request, then exit (spans are flushed at exit)
+
+
+sock = socket.socket()
+sock.bind(("127.0.0.1", 0))
+config = uvicorn.Config(
+    OpenTelemetryMiddleware(answer), log_level="error", lifespan="off", access_log=False, proxy_headers=False
+)
+server = uvicorn.Server(config)
+print(sock.getsockname()[1], flush=True)
+asyncio.run(server.serve(sockets=[sock]))
+"""
+
+SERVICES = {"wsgi": WSGI_SERVICE, "asgi": ASGI_SERVICE}
 
 CLIENT_APP = """
 import os
@@ -84,9 +119,11 @@ def otlp_env(sink: OtlpHttpSink, service: str, **extra: str) -> dict[str, str]:
     )
 
 
-def call_across(tmp_path: Path, server: FakeProviderServer, **server_env: str) -> list[ReceivedSpan]:
+def call_across(
+    tmp_path: Path, server: FakeProviderServer, kind: str, **server_env: str
+) -> list[ReceivedSpan]:
     """Run the service, call it once from the client, return every span both exported."""
-    service_app = write_app(tmp_path, SERVER_APP, "service.py")
+    service_app = write_app(tmp_path, SERVICES[kind], "service.py")
     client_app = write_app(tmp_path, CLIENT_APP, "client.py")
     with OtlpHttpSink() as sink:
         service = subprocess.Popen(
@@ -118,8 +155,14 @@ def by_service(spans: list[ReceivedSpan], service: str) -> list[ReceivedSpan]:
     return [s for s in spans if s.resource.get("service.name") == service]
 
 
-def test_callee_llm_span_carries_the_callers_attribution(server: FakeProviderServer, tmp_path: Path) -> None:
-    spans = call_across(tmp_path, server, COSTSPAN_TRUSTED_BAGGAGE_PEERS="127.0.0.1")
+@pytest.mark.parametrize("kind", ["wsgi", "asgi"])
+def test_callee_llm_span_carries_the_callers_attribution(
+    kind: str, server: FakeProviderServer, tmp_path: Path
+) -> None:
+    if kind == "asgi":
+        pytest.importorskip("uvicorn")
+        pytest.importorskip("opentelemetry.instrumentation.asgi")
+    spans = call_across(tmp_path, server, kind, COSTSPAN_TRUSTED_BAGGAGE_PEERS="127.0.0.1")
     caller, callee = by_service(spans, "caller"), by_service(spans, "llm-service")
     (task,) = [s for s in caller if s.name == "ask"]
     (outbound,) = [s for s in caller if s.kind == "CLIENT"]
@@ -143,7 +186,7 @@ def test_callee_llm_span_carries_the_callers_attribution(server: FakeProviderSer
 
 
 def test_untrusted_caller_attribution_is_dropped(server: FakeProviderServer, tmp_path: Path) -> None:
-    spans = call_across(tmp_path, server)  # no COSTSPAN_TRUSTED_BAGGAGE_PEERS: trust no one
+    spans = call_across(tmp_path, server, "wsgi")  # no COSTSPAN_TRUSTED_BAGGAGE_PEERS: trust no one
     (task,) = [s for s in by_service(spans, "caller") if s.name == "ask"]
     (llm,) = [s for s in by_service(spans, "llm-service") if s.kind == "CLIENT"]
     assert llm.trace_id == task.trace_id  # the trace context still crosses

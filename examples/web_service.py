@@ -56,8 +56,11 @@ def make_app(client: Any) -> Callable[[dict[str, Any], StartResponse], Iterable[
         customer = customer_of(environ.get("HTTP_AUTHORIZATION"))
         if customer is None:
             return respond(start_response, "401 Unauthorized", {"error": "unknown API key"})
-        length = int(environ.get("CONTENT_LENGTH") or 0)
-        question = json.loads(environ["wsgi.input"].read(length) or b"{}").get("question", "")
+        try:
+            length = int(environ.get("CONTENT_LENGTH") or 0)
+            question = str(json.loads(environ["wsgi.input"].read(length) or b"{}")["question"])
+        except (ValueError, KeyError, TypeError):
+            return respond(start_response, "400 Bad Request", {"error": 'send {"question": "..."}'})
 
         with (
             costspan.task("answer-question", customer_id=customer, feature="support-chat") as span,
@@ -96,10 +99,10 @@ class QuietHandler(WSGIRequestHandler):
         pass
 
 
-def ask(base_url: str, key: str, question: str) -> tuple[int, dict[str, Any]]:
+def ask(base_url: str, key: str, payload: dict[str, Any]) -> tuple[int, dict[str, Any]]:
     request = urllib.request.Request(
         base_url + "/ask",
-        data=json.dumps({"question": question}).encode(),
+        data=json.dumps(payload).encode(),
         headers={"Authorization": f"Bearer {key}", "Content-Type": "application/json"},
         method="POST",
     )
@@ -111,14 +114,17 @@ def ask(base_url: str, key: str, question: str) -> tuple[int, dict[str, Any]]:
 
 
 def self_test(base_url: str) -> None:
-    requests = [("sk-acme-1a2b", "Where is my invoice?")] * 5
-    requests += [("sk-globex-3c4d", "How do I reset my password?")] * 2
-    requests += [("sk-stolen-0000", "Who are you?")]
+    requests: list[tuple[str, dict[str, Any]]] = [("sk-acme-1a2b", {"question": "Where is my invoice?"})] * 5
+    requests += [("sk-globex-3c4d", {"question": "How do I reset my password?"})] * 2
+    requests += [
+        ("sk-globex-3c4d", {"text": "no question"}),
+        ("sk-stolen-0000", {"question": "Who are you?"}),
+    ]
     answered: dict[str, int] = {}
     refused: dict[str, int] = {}
     spent: dict[str, Decimal] = {}
-    for key, question in requests:
-        status, body = ask(base_url, key, question)
+    for key, payload in requests:
+        status, body = ask(base_url, key, payload)
         print(f"{status} {key[:10]}... -> {json.dumps(body)}", flush=True)
         customer = body.get("customer")
         if customer is None:

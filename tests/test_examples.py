@@ -508,7 +508,8 @@ def test_web_service_bills_each_customer_from_the_auth_header(results: dict[str,
     result = results["web_service"]
     cap = Decimal("0.02")
     # cus_acme: 4 answered ($0.006 each: $0.018 after three is under the cap, so the fourth goes
-    # out), the fifth refused; cus_globex: 2 answered; the unknown key: 401, no call.
+    # out), the fifth refused; cus_globex: 2 answered, then a request without a question (400, no
+    # call); the unknown key: 401, no call.
     acme, globex = 4 * GPT_4O_CALL, 2 * GPT_4O_CALL
     stdout = succeeded(
         result,
@@ -528,6 +529,7 @@ def test_web_service_bills_each_customer_from_the_auth_header(results: dict[str,
         '402 sk-acme-1a... -> {"error": "spending cap reached", "customer": "cus_acme", '
         f'"spent_usd": "{acme}"}}',
         *(f"200 sk-globex-... -> {ok('cus_globex', n * GPT_4O_CALL)}" for n in range(1, 3)),
+        '400 sk-globex-... -> {"error": "send {\\"question\\": \\"...\\"}"}',
         '401 sk-stolen-... -> {"error": "unknown API key"}',
     ]
     assert stdout.splitlines()[-3:] == [

@@ -210,7 +210,7 @@ def test_other_cost_dimensions_later_are_not_silently_dropped(
 ) -> None:
     with caplog.at_level(logging.WARNING, logger="costspan"):
         providers.configure(cost_dimensions=["feature"])
-        providers.configure(cost_dimensions=["feature"])
+        providers.configure(cost_dimensions="feature")  # the same, as one string
         assert caplog.text == ""
         providers.configure(cost_dimensions=["customer_id"])
     assert "costspan_openai was already instrumented" in caplog.text

@@ -60,13 +60,13 @@ def pre_instrument() -> None:
         if settings.disabled:
             logger.info("costspan: disabled by %s", costspan_settings.DISABLED)
             return
+        install_baggage_guard(settings.baggage_policy)
         if provider is None:
             logger.warning(
                 "costspan: the global TracerProvider is not the OpenTelemetry SDK's; no cost processor"
             )
             return
         install_processor(provider, settings.rate_card)
-        install_baggage_guard(settings.baggage_policy)
         if settings.console_tree:
             install_console_tree(provider)
     except Exception:

@@ -263,7 +263,7 @@ def configure(
     *,
     rate_card: RateCard | str | os.PathLike[str] | None = None,
     console_tree: bool | None = None,
-    cost_dimensions: Sequence[str] | None = None,
+    cost_dimensions: Sequence[str] | str | None = None,
     tracer_provider: TracerProvider | None = None,
     meter_provider: Any = None,
     instrument: bool = True,
@@ -289,7 +289,9 @@ def configure(
     costspan_settings.report(env)
     card = _rate_card_from(rate_card) if rate_card is not None else env.rate_card
     dimensions = (
-        costspan_settings.parse_cost_dimensions(",".join(cost_dimensions))
+        costspan_settings.parse_cost_dimensions(
+            cost_dimensions if isinstance(cost_dimensions, str) else ",".join(cost_dimensions)
+        )
         if cost_dimensions is not None
         else env.cost_dimensions
     )

@@ -15,7 +15,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from decimal import Decimal
+from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from _support import Providers, failed_calls, plural, rollup, setup, usd
@@ -120,9 +120,19 @@ def react(client: Any, question: str, max_turns: int = 8) -> str:
     return f"(no answer after {max_turns} turns)"
 
 
+def usd_amount(text: str) -> Decimal:
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        value = Decimal("NaN")
+    if not value.is_finite() or value < 0:
+        raise argparse.ArgumentTypeError(f"not an amount of USD: {text!r}")
+    return value
+
+
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    parser.add_argument("--budget", type=Decimal, default=Decimal("0.05"), help="task budget, USD")
+    parser.add_argument("--budget", type=usd_amount, default=Decimal("0.05"), help="task budget, USD")
     parser.add_argument("--question", default=QUESTION)
     args = parser.parse_args(argv)
 

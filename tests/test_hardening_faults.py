@@ -370,3 +370,24 @@ def test_force_flush_and_shutdown_pass_through(traced: Any) -> None:
     traced.provider.shutdown()
     traced.processor.shutdown()  # twice is harmless
     llm_call(traced.tracer, "gpt-4o-mini", 100, 10)  # after shutdown: no exception
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -0.5])
+def test_impossible_cost_written_by_someone_else_is_not_summed(bad: float, traced: Any) -> None:
+    with traced.tracer.start_as_current_span("task"):
+        with costspan.tool("search", tracer_provider=traced.provider) as tool_span:
+            tool_span.set_attribute(A.GEN_AI_USAGE_COST, bad)
+        with costspan.tool("fetch", cost_usd=0.25, tracer_provider=traced.provider):
+            pass
+        llm_call(traced.tracer, "gpt-4o-mini", 1000, 100, name="llm")
+        span = traced.tracer.start_span(
+            "chat x", attributes={"gen_ai.request.model": "x", A.GEN_AI_USAGE_COST: bad}
+        )
+        span.end()
+    spans = traced.spans()
+    assert spans["execute_tool search"].attributes[A.COST_STATUS] == "invalid_usage"
+    assert spans["chat x"].attributes[A.COST_STATUS] == "invalid_usage"
+    task = spans["task"].attributes
+    assert task[A.ROLLUP_COST_USD] == pytest.approx(0.25 + (1000 * 0.15 + 100 * 0.6) / 1e6, rel=1e-12)
+    assert task[A.ROLLUP_UNPRICED_CALLS] == 1
+    assert traced.processor.faults() == {}

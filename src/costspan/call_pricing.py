@@ -6,6 +6,7 @@ whoever prices it.
 
 from __future__ import annotations
 
+import math
 from decimal import Decimal
 from typing import Any
 
@@ -32,6 +33,11 @@ def units_from_usd(value: float) -> int:
 
 def _is_number(value: object) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _is_valid_cost(value: int | float) -> bool:
+    """A cost someone else wrote: NaN, infinite or negative is not a cost (and NaN cannot be summed)."""
+    return math.isfinite(value) and value >= 0
 
 
 class CallPricer:
@@ -65,6 +71,15 @@ class CallPricer:
             tally[INPUT], tally[OUTPUT], tally[CACHE_READ], tally[CACHE_WRITE], tally[REASONING] = usage
         existing_cost = attributes.get(attrs.GEN_AI_USAGE_COST)
         if _is_number(existing_cost):
+            if not _is_valid_cost(existing_cost):
+                self._invalid_usage.warn(
+                    f"cost:{existing_cost!r}",
+                    "costspan: invalid gen_ai.usage.cost %r; left unpriced",
+                    existing_cost,
+                )
+                out[attrs.COST_STATUS] = STATUS_INVALID_USAGE
+                tally[UNPRICED] = 1
+                return tally
             tally[COST] = units_from_usd(existing_cost)
             return tally
         existing_status = attributes.get(attrs.COST_STATUS)
@@ -135,6 +150,14 @@ class CallPricer:
         """A tool call's tally, or None for a tool with no price (tools are often free)."""
         existing_cost = attributes.get(attrs.GEN_AI_USAGE_COST)
         if _is_number(existing_cost):
+            if not _is_valid_cost(existing_cost):
+                self._invalid_usage.warn(
+                    f"cost:{existing_cost!r}",
+                    "costspan: invalid gen_ai.usage.cost %r; left unpriced",
+                    existing_cost,
+                )
+                out[attrs.COST_STATUS] = STATUS_INVALID_USAGE
+                return None
             units = units_from_usd(existing_cost)
             if attrs.COST_STATUS not in attributes:
                 out[attrs.COST_STATUS] = attrs.STATUS_PRICED

@@ -42,6 +42,7 @@ _TOP_LEVEL = frozenset({"models", "tools"})
 _PRICE_FIELDS = ("input_per_mtok", "output_per_mtok", "cache_read_per_mtok", "cache_write_per_mtok")
 _FIELDS = frozenset({"model", "provider", "effective_from", *_PRICE_FIELDS})
 _MAX_DECIMALS = 18
+_MAX_PRICE = Decimal(1_000_000)  # USD per million tokens or per tool call
 _ISO_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _NS_PER_DAY = 86_400 * 10**9
 _GLOB_CHARS = frozenset("*?[")
@@ -127,6 +128,8 @@ def _price(where: _Where, entry: str, field: str, value: object) -> Decimal:
         raise where.error(entry, field, "must be finite", value)
     if number < 0:
         raise where.error(entry, field, "must not be negative", value)
+    if number > _MAX_PRICE:  # also keeps "1e999999999" from building a billion-digit integer
+        raise where.error(entry, field, f"must be at most {_MAX_PRICE} USD", value)
     exponent = number.as_tuple().exponent
     assert isinstance(exponent, int)
     if -exponent > _MAX_DECIMALS:

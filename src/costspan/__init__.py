@@ -3,6 +3,7 @@
 from importlib.metadata import PackageNotFoundError, version
 
 from costspan import attributes
+from costspan.baggage_trust import InboundBaggagePolicy, guard_inbound_baggage
 from costspan.budget import BudgetConfigError, BudgetExceeded, budget, configure_budgets
 from costspan.configure import CostspanSetup, configure
 from costspan.context import TaskScope, agent, attribute, current_attribution, step, task, tool
@@ -21,6 +22,7 @@ __all__ = [
     "ConsoleCostTreeExporter",
     "CostSpanProcessor",
     "CostspanSetup",
+    "InboundBaggagePolicy",
     "PriceBreakdown",
     "RateCard",
     "RateCardError",
@@ -33,6 +35,7 @@ __all__ = [
     "configure",
     "configure_budgets",
     "current_attribution",
+    "guard_inbound_baggage",
     "step",
     "task",
     "tool",

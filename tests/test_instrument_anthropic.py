@@ -31,7 +31,13 @@ from anthropic.types.beta import BetaMessage
 import costspan
 from costspan.instrumentation.anthropic import AnthropicInstrumentor
 from costspan.testing import FakeProviderServer, Reply
-from costspan.testing.anthropic import AnthropicUsage, add_anthropic_routes, anthropic_error, bedrock_error
+from costspan.testing.anthropic import (
+    AnthropicUsage,
+    add_anthropic_routes,
+    anthropic_error,
+    bedrock_error,
+    vertex_error,
+)
 
 MTOK = Decimal(1_000_000)
 # Published prices (USD per million tokens): input, cache read, cache write (5 min), output.
@@ -564,6 +570,26 @@ def test_vertex_async_stream_helper(observed, instrumented, server) -> None:
     assert_vertex_span(only_span(observed), server)
 
 
+def test_vertex_rate_limited_then_success(observed, instrumented, server) -> None:
+    server.script(vertex_error(429, "Quota exceeded"))
+    vertex(server).messages.create(**{**KW, "model": VERTEX_MODEL})
+    assert len(server.requests) == 2
+    assert_vertex_span(only_span(observed), server)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="priced by gen_ai.response.model, which Bedrock reports without the inference profile "
+    "(global. = $3/MTok input, regional = $3.30): pricing should prefer the request model on aws.bedrock",
+)
+def test_bedrock_global_inference_profile_priced_at_global_price(observed, instrumented, server) -> None:
+    model = "global." + BEDROCK_MODEL
+    bedrock(server).messages.create(**{**KW, "model": model})
+    span = only_span(observed)
+    assert span.attributes["gen_ai.response.model"] == SONNET_SNAPSHOT  # what Bedrock answers
+    assert span.attributes["gen_ai.usage.cost"] == float(cost(SONNET_45))
+
+
 # --- retries and failures -----------------------------------------------------------------------
 
 
@@ -770,6 +796,15 @@ def test_sdk_own_span_priced_once_without_instrumentor(observed, server) -> None
     task = _parent_attrs(observed, "t")
     assert task["costspan.rollup.cost_usd"] == float(2 * HAIKU_COST)
     assert task["costspan.rollup.llm_calls"] == 2
+
+
+def test_sdk_tracing_off_by_environment(observed, instrumented, server, monkeypatch) -> None:
+    monkeypatch.setenv("ANTHROPIC_OPEN_TELEMETRY", "false")
+    client = Anthropic(base_url=server.base_url, api_key="test")  # reads the environment
+    assert client.open_telemetry["traces"]["enabled"] is False
+    client.messages.create(**KW)
+    assert_chat_span(only_span(observed), server)
+    assert "traceparent" not in server.requests[-1].headers  # the SDK propagates nothing then
 
 
 def test_uninstrument_gives_the_sdk_its_span_back(observed, server) -> None:

@@ -335,3 +335,25 @@ def test_client_side_spans_untouched_by_guard(global_propagator: None) -> None:
     ):
         pass
     assert exporter.get_finished_spans()[0].attributes[A.CUSTOMER_ID] == "cus_1"
+
+
+@pytest.mark.parametrize(
+    ("carrier", "address"),
+    [
+        ({"wsgi.version": (1, 0), "REMOTE_ADDR": "10.0.0.7"}, "10.0.0.7"),  # a WSGI environ
+        ({"asgi": {"version": "3.0"}, "type": "http", "client": ("10.0.0.7", 5000)}, "10.0.0.7"),  # ASGI
+        ({"asgi": {"version": "3.0"}, "type": "http", "client": None}, None),  # ASGI over a unix socket
+        # Header mappings (Tornado, aiohttp, a queue message): whatever they hold, the caller wrote it.
+        ({"wsgi.version": "(1, 0)", "REMOTE_ADDR": "10.0.0.7"}, None),
+        ({"asgi": "{}", "client": "10.0.0.7"}, None),
+        ({"remote_addr": "10.0.0.7", "x-forwarded-for": "10.0.0.7"}, None),
+        ([("REMOTE_ADDR", "10.0.0.7")], None),
+        (None, None),
+    ],
+)
+def test_peer_address_is_read_only_from_carriers_a_caller_cannot_write(
+    carrier: Any, address: str | None
+) -> None:
+    from costspan.baggage_trust import peer_address
+
+    assert peer_address(carrier) == address

@@ -391,3 +391,25 @@ def test_impossible_cost_written_by_someone_else_is_not_summed(bad: float, trace
     assert task[A.ROLLUP_COST_USD] == pytest.approx(0.25 + (1000 * 0.15 + 100 * 0.6) / 1e6, rel=1e-12)
     assert task[A.ROLLUP_UNPRICED_CALLS] == 1
     assert traced.processor.faults() == {}
+
+
+def test_inbound_baggage_outcomes_are_a_metric() -> None:
+    from opentelemetry.baggage.propagation import W3CBaggagePropagator
+    from opentelemetry.context import Context
+
+    from costspan.baggage_trust import AttributionBaggageGuard, InboundBaggagePolicy
+
+    guard = AttributionBaggageGuard(W3CBaggagePropagator(), InboundBaggagePolicy.of("10.0.0.0/8"))
+    reader = InMemoryMetricReader()
+    meter_provider = MeterProvider(metric_readers=[reader])
+    FaultMetrics(meter_provider, guard=guard)
+    forged = {"baggage": "costspan.customer_id=cus_victim"}
+    for peer in ("203.0.113.9", "203.0.113.9", "10.1.1.1"):
+        guard.extract({**forged, "wsgi.version": (1, 0), "REMOTE_ADDR": peer}, Context())
+    guard.extract({"baggage": "other=1"}, Context())  # no costspan entries: neither kept nor dropped
+    points = {
+        p.attributes["costspan.baggage.outcome"]: p.value
+        for p in metric_points(reader, "costspan.baggage.inbound")
+    }
+    assert points == {"dropped": 2, "kept": 1}
+    meter_provider.shutdown()

@@ -4,6 +4,7 @@ request after the stop, warn, callable, downgrade, pre-flight, streams, tools, c
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import logging
 import threading
@@ -626,3 +627,49 @@ def test_bad_budget_file_names_file_key_and_value(tmp_path: Any) -> None:
     registry = costspan.budget.configure_budgets(toml)
     assert registry.tasks["research"].limit_usd == 5
     assert registry.customers["*"].window_s == 86_400
+
+
+# --- the console tree shows when and why a budget acted -----------------------------------------
+
+
+def test_console_tree_shows_downgrades_warnings_and_refusals(
+    server: FakeProviderServer, client: OpenAI
+) -> None:
+    import io
+
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    out = io.StringIO()
+    provider = TracerProvider()
+    provider.add_span_processor(costspan.CostSpanProcessor())
+    provider.add_span_processor(SimpleSpanProcessor(costspan.ConsoleCostTreeExporter(out)))
+    inst = OpenAIInstrumentor()
+    inst.instrument(tracer_provider=provider)
+    try:
+        with (
+            costspan.task("triage", tracer_provider=provider),
+            costspan.budget(
+                GPT4O_CALL + 3 * MINI_CALL, downgrade={"gpt-4o": "gpt-4o-mini"}, downgrade_at=GPT4O_CALL
+            ),
+        ):
+            chat(client)
+            chat(client)
+            with costspan.budget(MINI_CALL, scope="block", on_exceed="warn"):
+                chat(client, model="gpt-4o-mini")
+                chat(client, model="gpt-4o-mini")
+            with contextlib.suppress(BudgetExceeded):
+                chat(client)
+    finally:
+        inst.uninstrument()
+        provider.shutdown()
+    lines = out.getvalue().splitlines()
+    assert lines[0].startswith("triage  $0.0008 total  5 calls  1 failed  task_id=")
+    assert lines[1:] == [
+        "├─ chat gpt-4o  $0.0007  120 in / 40 out",
+        "├─ chat gpt-4o-mini  $0.0000  120 in / 40 out  [budget: downgraded from gpt-4o]",
+        "├─ chat gpt-4o-mini  $0.0000  120 in / 40 out",
+        "├─ chat gpt-4o-mini  $0.0000  120 in / 40 out  [budget block: over the limit, spent $0.000042 of "
+        "$0.000042]",
+        "└─ chat gpt-4o-mini  FAILED BudgetExceeded  [budget: downgraded from gpt-4o]  "
+        "[budget task: refused, spent $0.000826 of $0.000826]",
+    ]

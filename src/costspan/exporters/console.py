@@ -22,6 +22,7 @@ import sys
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
+from decimal import Decimal
 from typing import Any, TextIO
 
 from opentelemetry.sdk.trace import ReadableSpan
@@ -29,6 +30,7 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import StatusCode
 
 from costspan import attributes as attrs
+from costspan.budget.errors import format_usd
 
 __all__ = [
     "DEFAULT_MAX_BUFFERED_SPANS",
@@ -201,7 +203,42 @@ def _call_parts(span: ReadableSpan) -> list[str]:
         tokens = _tokens(span)
         if tokens is not None:
             parts.append(tokens)
+    parts.extend(_budget_notes(span))
     return parts
+
+
+_BUDGET_ACTIONS = {
+    "raise": "refused",
+    "warn": "over the limit",
+    "callback": "over the limit (on_exceed callable)",
+    "abort_stream": "stream stopped",
+}
+
+
+def _usd_text(value: object) -> str:
+    number = _number(value)
+    return "?" if number is None else format_usd(Decimal(repr(number)))
+
+
+def _budget_notes(span: ReadableSpan) -> list[str]:
+    """When and why a budget acted on this call: `[budget task: refused, spent $1.02 of $1.00]`."""
+    notes = []
+    downgraded_from = _attributes(span).get(attrs.BUDGET_DOWNGRADED_FROM)
+    if downgraded_from:
+        notes.append(f"[budget: downgraded from {downgraded_from}]")
+    for event in span.events:
+        if event.name != attrs.BUDGET_EXCEEDED_EVENT:
+            continue
+        found = event.attributes or {}
+        action = found.get(attrs.BUDGET_ACTION)
+        text = f"[budget {found.get(attrs.BUDGET_SCOPE, '?')}: {_BUDGET_ACTIONS.get(str(action), action)}, "
+        spent, limit = found.get(attrs.BUDGET_SPENT_USD), found.get(attrs.BUDGET_LIMIT_USD)
+        text += f"spent {_usd_text(spent)} of {_usd_text(limit)}"
+        worst = found.get(attrs.BUDGET_WORST_CASE_USD)
+        if worst is not None:
+            text += f", worst case {_usd_text(worst)}"
+        notes.append(text + "]")
+    return notes
 
 
 def _late(span: ReadableSpan, line: str) -> str:

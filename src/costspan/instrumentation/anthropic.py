@@ -2,7 +2,7 @@
 Amazon Bedrock (`AnthropicBedrock`) and Google Vertex AI (`AnthropicVertex`), sync and async.
 
 Every Messages call of the SDK (`messages.create`, with `stream=True` too, the `messages.stream(...)`
-helper, `messages.parse`, the same under `beta.messages`, tool runners, `with_raw_response` /
+helper, `messages.parse`, the same under `beta.messages` (tool-runner turns call it), `with_raw_response` /
 `with_streaming_response`) goes through the client's `request(cast_to, options, ...)` with
 `POST /v1/messages`; that one method is wrapped (on `SyncAPIClient` and `AsyncAPIClient`), so every
 style of call gets one CLIENT span, and SDK retries (inside `request`) stay inside that span.

@@ -577,11 +577,6 @@ def test_vertex_rate_limited_then_success(observed, instrumented, server) -> Non
     assert_vertex_span(only_span(observed), server)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="priced by gen_ai.response.model, which Bedrock reports without the inference profile "
-    "(global. = $3/MTok input, regional = $3.30): pricing should prefer the request model on aws.bedrock",
-)
 def test_bedrock_global_inference_profile_priced_at_global_price(observed, instrumented, server) -> None:
     model = "global." + BEDROCK_MODEL
     bedrock(server).messages.create(**{**KW, "model": model})

@@ -84,12 +84,17 @@ def is_llm_call(attributes: Mapping[str, Any], scope_name: str | None = None) ->
     )
 
 
+# Bedrock answers with the bare model id, dropping the inference profile the caller chose
+# (`global.`, `us.`, ...), and the profile sets the price: there the request model is the one to price.
+_PRICED_BY_REQUEST_MODEL = frozenset({"aws.bedrock"})
+
+
 def model_of(attributes: Mapping[str, Any]) -> str | None:
-    model = (
-        attributes.get(attrs.GEN_AI_RESPONSE_MODEL)
-        or attributes.get(attrs.GEN_AI_REQUEST_MODEL)
-        or attributes.get(_OI_MODEL)
-    )
+    response_model = attributes.get(attrs.GEN_AI_RESPONSE_MODEL)
+    request_model = attributes.get(attrs.GEN_AI_REQUEST_MODEL)
+    if request_model and attributes.get(attrs.GEN_AI_PROVIDER_NAME) in _PRICED_BY_REQUEST_MODEL:
+        response_model = None
+    model = response_model or request_model or attributes.get(_OI_MODEL)
     return model if isinstance(model, str) and model else None
 
 

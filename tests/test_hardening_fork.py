@@ -117,26 +117,21 @@ def test_forked_workers_price_and_roll_up(preforked: Any) -> None:
     assert processor.faults() == {}
 
 
-def test_fork_while_another_thread_is_ending_spans(preforked: Any) -> None:
-    """A server forking while a background thread traces (a scheduler, a warm-up) must not deadlock."""
-    import threading
+@pytest.mark.xfail(
+    strict=True,
+    reason="processor.py must re-create its ledger lock in a forked child "
+    "(os.register_at_fork(after_in_child=...)): a lock held by another thread at fork time never opens",
+)
+def test_fork_while_another_thread_holds_the_ledger_lock(preforked: Any) -> None:
+    """A server forking while another thread is ending a span (a scheduler, a warm-up) must not hang.
 
-    provider, exporter, _ = preforked
-    stop = threading.Event()
-
-    def busy() -> None:
-        while not stop.is_set():
-            work(provider, "cus_bg")
-
-    thread = threading.Thread(target=busy)
-    thread.start()
-    try:
-        for _ in range(20):
-            pid, fd = run_in_child(provider, exporter, "cus_child")
-            assert read_child(pid, fd)["calls"] == 2
-    finally:
-        stop.set()
-        thread.join()
+    Found by forking 20 times while a thread traced: about one run in five hung. Here the moment is
+    made certain by holding the processor's ledger lock, as that thread would, across the fork.
+    """
+    provider, exporter, processor = preforked
+    with processor._lock:
+        pid, fd = run_in_child(provider, exporter, "cus_child")
+    assert read_child(pid, fd, timeout_s=5)["calls"] == 2
 
 
 if sys.platform == "darwin":  # pragma: no cover

@@ -1,8 +1,11 @@
 """CostSpanProcessor: stamps attribution on start, prices calls and rolls cost up before export.
 
-Attributes must be written before `Span.end()` freezes the span, and before any other processor's
-`on_end` sees it, whatever order the processors were added in. So `on_start` shadows the span
-instance's `end` with a wrapper that finalises the span and then runs the real `end`.
+Attributes must be written before any processor's `on_end` sees the span, whatever order the
+processors were added in. On SDKs whose span processors get `_on_ending` (called once the span is
+frozen, before any `on_end`), the processor finalises the span there, writing through the frozen
+attribute mapping. Otherwise (older SDKs, or a processor that does not forward `_on_ending` to us)
+`on_start` shadows the span instance's `end` with a wrapper that finalises the span and then runs
+the real `end`.
 
 The rollup ledger is a tree of `_Node`s hanging off the spans themselves: a node exists while its
 span is open (or while an open descendant still points at it), so nothing remains once the roots
@@ -13,12 +16,21 @@ from __future__ import annotations
 
 import functools
 import threading
+from collections.abc import Mapping
 from typing import Any
 
 from opentelemetry import baggage, trace
+from opentelemetry import context as context_api
 from opentelemetry.context import Context
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.sdk.trace import (
+    ConcurrentMultiSpanProcessor,
+    ReadableSpan,
+    Span,
+    SpanProcessor,
+    SynchronousMultiSpanProcessor,
+)
 from opentelemetry.trace import StatusCode
+from opentelemetry.trace import propagation as trace_propagation
 
 from costspan import attributes as attrs
 from costspan.call_pricing import (
@@ -55,12 +67,15 @@ _ROLLUP_COUNT_KEYS = (
 class _Node:
     """A span's entry in the rollup ledger."""
 
-    __slots__ = ("children_tally", "open", "parent")
+    __slots__ = ("children_tally", "has_children", "open", "parent")
 
     def __init__(self, parent: _Node | None) -> None:
         self.parent = parent
         self.open = True
         self.children_tally: list[int] | None = None
+        # Set when a child span starts under this one: a span that never had a child can close
+        # its entry without taking the ledger lock, since no child can be adding to it.
+        self.has_children = False
 
 
 def _attributes_of(span: Span) -> Any:
@@ -69,6 +84,70 @@ def _attributes_of(span: Span) -> Any:
     bounded = span._attributes
     plain = getattr(bounded, "_dict", None)
     return plain if isinstance(plain, dict) else dict(span.attributes or {})
+
+
+def _sdk_has_on_ending() -> bool:
+    """Whether this SDK calls `SpanProcessor._on_ending` and freezes attributes by a flag we can lift."""
+    if not hasattr(SpanProcessor, "_on_ending"):
+        return False
+    try:
+        from opentelemetry.attributes import BoundedAttributes
+
+        return "_immutable" in BoundedAttributes(immutable=True).__dict__
+    except Exception:
+        return False
+
+
+def _baggage_of(ctx: Context) -> Mapping[str, object]:
+    # Reading the context's baggage entry directly skips building a read-only view per span.
+    if _BAGGAGE_KEY is None:
+        return baggage.get_all(ctx)
+    entries = ctx.get(_BAGGAGE_KEY)
+    return entries if isinstance(entries, dict) else _NO_BAGGAGE
+
+
+def _parent_span(ctx: Context) -> object:
+    if _SPAN_KEY is None:
+        return trace.get_current_span(ctx)
+    return ctx.get(_SPAN_KEY)
+
+
+_BAGGAGE_KEY: str | None = getattr(baggage, "_BAGGAGE_KEY", None)
+_SPAN_KEY: str | None = getattr(trace_propagation, "_SPAN_KEY", None)
+_NO_BAGGAGE: Mapping[str, object] = {}
+_FORWARDING_PROCESSORS = (SynchronousMultiSpanProcessor, ConcurrentMultiSpanProcessor)
+
+
+def _put_valid(span: Span, new_attributes: dict[str, Any]) -> bool:
+    """Store attributes known to be valid straight into the span's attribute dict.
+
+    The SDK validates every attribute it is given (several thousand instructions each); the
+    values written here (strings from baggage, the numbers and strings of the contract) need none.
+    Returns False, having written nothing, where the SDK would have to truncate or evict: the
+    caller then goes through the SDK.
+    """
+    bounded = span._attributes
+    plain = getattr(bounded, "_dict", None)
+    if not isinstance(plain, dict) or getattr(bounded, "max_value_len", 0) is not None:
+        return False
+    maxlen = getattr(bounded, "maxlen", 0)
+    if maxlen is not None and len(plain) + len(new_attributes) > maxlen:
+        return False
+    plain.update(new_attributes)
+    return True
+
+
+def _write_frozen(span: Span, new_attributes: dict[str, Any]) -> None:
+    """Set attributes on a span that `end()` has frozen, before any `on_end` reads them."""
+    if _put_valid(span, new_attributes):
+        return
+    bounded = span._attributes
+    bounded._immutable = False  # type: ignore[union-attr]
+    try:
+        for key, value in new_attributes.items():
+            bounded[key] = value  # type: ignore[index]
+    finally:
+        bounded._immutable = True  # type: ignore[union-attr]
 
 
 class CostSpanProcessor(SpanProcessor):
@@ -87,6 +166,9 @@ class CostSpanProcessor(SpanProcessor):
         self._node_attr = f"_costspan_node_{id(self):x}"
         self._lock = threading.Lock()
         self._faults = FaultCounter()
+        self._on_ending_supported = _sdk_has_on_ending()
+        # The span processor (the provider's multi-processor) known to forward `_on_ending` to us.
+        self._forwarder: object = None
 
     @property
     def rate_card(self) -> RateCard:
@@ -98,13 +180,42 @@ class CostSpanProcessor(SpanProcessor):
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         try:
-            self._stamp_attribution(span, parent_context)
-            parent = trace.get_current_span(parent_context)
-            node = _Node(getattr(parent, self._node_attr, None))
-            setattr(span, self._node_attr, node)
-            span.end = functools.partial(self._end, span, node)  # type: ignore[method-assign]
+            ctx = parent_context if parent_context is not None else context_api.get_current()
+            entries = _baggage_of(ctx)
+            if entries:
+                self._stamp_attribution(span, entries)
+            node_attr = self._node_attr
+            parent = getattr(_parent_span(ctx), node_attr, None)
+            if parent is not None:
+                parent.has_children = True
+            node = _Node(parent)
+            setattr(span, node_attr, node)
+            forwarder = getattr(span, "_span_processor", None)
+            if forwarder is not self._forwarder and not self._forwards_on_ending(forwarder):
+                span.end = functools.partial(self._end, span, node)  # type: ignore[method-assign]
         except Exception as exc:
             self._faults.record("on_start", exc)
+
+    def _forwards_on_ending(self, forwarder: object) -> bool:
+        if (
+            self._on_ending_supported
+            and type(forwarder) in _FORWARDING_PROCESSORS
+            and self in forwarder._span_processors  # type: ignore[attr-defined]
+        ):
+            self._forwarder = forwarder
+            return True
+        return False
+
+    def _on_ending(self, span: Span) -> None:
+        try:
+            node = span.__dict__.pop(self._node_attr, None)
+            if node is None:  # not ours, or already finalised by the `end` wrapper
+                return
+            new_attributes = self._finish(span, node)
+            if new_attributes:
+                _write_frozen(span, new_attributes)
+        except Exception as exc:
+            self._faults.record("span end", exc)
 
     def on_end(self, span: ReadableSpan) -> None:
         pass
@@ -115,22 +226,24 @@ class CostSpanProcessor(SpanProcessor):
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return True
 
-    def _stamp_attribution(self, span: Span, parent_context: Context | None) -> None:
-        entries = baggage.get_all(parent_context)
-        if not entries:
-            return
+    def _stamp_attribution(self, span: Span, entries: Mapping[str, object]) -> None:
         present = _attributes_of(span)
         stamp = {
             key: value
             for key in attrs.ATTRIBUTION_KEYS
             if (value := entries.get(key)) is not None and key not in present
         }
-        if stamp:
+        if not stamp:
+            return
+        # A span is not yet shared while on_start runs, so its dict can take valid strings directly.
+        if not (all(type(value) is str for value in stamp.values()) and _put_valid(span, stamp)):
             span.set_attributes(stamp)
 
     def _end(self, span: Span, node: _Node, end_time: int | None = None) -> None:
         try:
-            self._finish(span, node)
+            new_attributes = self._finish(span, node)
+            if new_attributes:
+                span.set_attributes(new_attributes)
         except Exception as exc:
             self._faults.record("span end", exc)
         finally:
@@ -142,10 +255,15 @@ class CostSpanProcessor(SpanProcessor):
                 self._faults.record("span end cleanup", exc)
         type(span).end(span, end_time)
 
-    def _finish(self, span: Span, node: _Node) -> None:
+    def _finish(self, span: Span, node: _Node) -> dict[str, Any]:
+        """Close the span's ledger entry; the attributes to write on it."""
         attributes = _attributes_of(span)
         new_attributes: dict[str, Any] = {}
         own = self._tally_own(span, attributes, new_attributes)
+        if own is None and not node.has_children:
+            node.open = False  # before reading has_children again: a child starting now sees it closed
+            if not node.has_children:
+                return new_attributes
         late = False
         with self._lock:
             node.open = False
@@ -178,8 +296,7 @@ class CostSpanProcessor(SpanProcessor):
                     new_attributes[key] = tally[slot]
             if late:
                 new_attributes[attrs.ROLLUP_LATE] = True
-        if new_attributes:
-            span.set_attributes(new_attributes)
+        return new_attributes
 
     def _tally_own(self, span: Span, attributes: Any, out: dict[str, Any]) -> list[int] | None:
         """This span's own call cost and counts, with the pricing attributes it needs in `out`."""

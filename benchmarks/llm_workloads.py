@@ -1,0 +1,284 @@
+"""LLM call workloads: the real provider SDKs over an in-process transport, bare or instrumented.
+
+No sockets: each client gets an `httpx2.MockTransport` (openai, anthropic) or `httpx.MockTransport`
+(google-genai) answering with canned, realistic JSON / SSE bodies, so what is measured is the SDK
+call and the instrumentation around it.
+
+Contenders (set up with a TracerProvider + BatchSpanProcessor; `_meter` adds a MeterProvider with an
+in-memory reader):
+- `bare`: the SDK, uninstrumented, no providers.
+- `costspan`: costspan's instrumentor with CostSpanProcessor (pricing + rollup).
+- `openai_v2`: the official `opentelemetry-instrumentation-openai-v2`.
+- `openllmetry`: OpenLLMetry's `opentelemetry-instrumentation-openai` (its defaults).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import Any
+
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+from opentelemetry.sdk.trace import TracerProvider
+from span_workloads import Workload, batch_processor
+
+from costspan import CostSpanProcessor
+
+MODEL = "gpt-4o"
+USAGE = {"prompt_tokens": 2480, "completion_tokens": 514, "cached_tokens": 1024}
+MESSAGES = [{"role": "user", "content": "Summarise the ticket in one line."}]
+
+
+def _openai_chat_json(model: str) -> dict[str, Any]:
+    return {
+        "id": "chatcmpl-bench",
+        "object": "chat.completion",
+        "created": 1_760_000_000,
+        "model": model,
+        "system_fingerprint": "fp_bench",
+        "choices": [
+            {
+                "index": 0,
+                "message": {"role": "assistant", "content": "The printer is on fire.", "refusal": None},
+                "logprobs": None,
+                "finish_reason": "stop",
+            }
+        ],
+        "usage": {
+            "prompt_tokens": USAGE["prompt_tokens"],
+            "completion_tokens": USAGE["completion_tokens"],
+            "total_tokens": USAGE["prompt_tokens"] + USAGE["completion_tokens"],
+            "prompt_tokens_details": {"cached_tokens": USAGE["cached_tokens"], "audio_tokens": 0},
+            "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0},
+        },
+    }
+
+
+def _openai_stream_body(model: str, include_usage: bool) -> bytes:
+    def chunk(choices: list[Any], usage: Any = None) -> str:
+        event: dict[str, Any] = {
+            "id": "chatcmpl-bench",
+            "object": "chat.completion.chunk",
+            "created": 1_760_000_000,
+            "model": model,
+            "system_fingerprint": "fp_bench",
+            "choices": choices,
+        }
+        if include_usage:
+            event["usage"] = usage
+        return f"data: {json.dumps(event)}\n\n"
+
+    parts = [chunk([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])]
+    for piece in ("The ", "printer ", "is ", "on ", "fire."):
+        parts.append(chunk([{"index": 0, "delta": {"content": piece}, "finish_reason": None}]))
+    parts.append(chunk([{"index": 0, "delta": {}, "finish_reason": "stop"}]))
+    if include_usage:
+        parts.append(chunk([], _openai_chat_json(model)["usage"]))
+    parts.append("data: [DONE]\n\n")
+    return "".join(parts).encode()
+
+
+def _openai_handler(request: Any) -> Any:
+    import httpx2
+
+    body = json.loads(request.content)
+    model = body["model"] + "-2024-08-06"
+    if body.get("stream"):
+        include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
+        return httpx2.Response(
+            200,
+            content=_openai_stream_body(model, include_usage),
+            headers={"content-type": "text/event-stream"},
+        )
+    return httpx2.Response(200, json=_openai_chat_json(model))
+
+
+def openai_client() -> Any:
+    import httpx2
+    import openai
+
+    transport = httpx2.MockTransport(_openai_handler)
+    return openai.OpenAI(
+        api_key="bench", base_url="https://api.openai.com/v1", http_client=httpx2.Client(transport=transport)
+    )
+
+
+def _anthropic_handler(request: Any) -> Any:
+    import httpx2
+
+    body = json.loads(request.content)
+    return httpx2.Response(
+        200,
+        json={
+            "id": "msg_bench",
+            "type": "message",
+            "role": "assistant",
+            "model": body["model"],
+            "content": [{"type": "text", "text": "The printer is on fire."}],
+            "stop_reason": "end_turn",
+            "stop_sequence": None,
+            "usage": {
+                "input_tokens": 1456,
+                "output_tokens": 514,
+                "cache_read_input_tokens": 1024,
+                "cache_creation_input_tokens": 0,
+            },
+        },
+    )
+
+
+def anthropic_client() -> Any:
+    import anthropic
+    import httpx2
+
+    transport = httpx2.MockTransport(_anthropic_handler)
+    return anthropic.Anthropic(api_key="bench", http_client=httpx2.Client(transport=transport))
+
+
+def _gemini_handler(request: Any) -> Any:
+    import httpx
+
+    return httpx.Response(
+        200,
+        json={
+            "candidates": [
+                {
+                    "content": {"role": "model", "parts": [{"text": "The printer is on fire."}]},
+                    "finishReason": "STOP",
+                    "index": 0,
+                }
+            ],
+            "usageMetadata": {
+                "promptTokenCount": 2480,
+                "candidatesTokenCount": 514,
+                "cachedContentTokenCount": 1024,
+                "totalTokenCount": 2994,
+            },
+            "modelVersion": "gemini-2.5-flash",
+            "responseId": "bench",
+        },
+    )
+
+
+def gemini_client() -> Any:
+    import httpx
+    from google import genai
+    from google.genai import types
+
+    http = httpx.Client(transport=httpx.MockTransport(_gemini_handler))
+    return genai.Client(api_key="bench", http_options=types.HttpOptions(httpx_client=http))
+
+
+# Each call: one request, response read fully (streams consumed to the end).
+CALLS: dict[str, tuple[Callable[[], Any], Callable[[Any], None]]] = {
+    "openai_chat": (
+        openai_client,
+        lambda c: c.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=600),
+    ),
+    "openai_stream": (
+        openai_client,
+        lambda c: [
+            _ for _ in c.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=600, stream=True)
+        ],
+    ),
+    "anthropic_messages": (
+        anthropic_client,
+        lambda c: c.messages.create(model="claude-sonnet-4-5", messages=MESSAGES, max_tokens=600),
+    ),
+    "gemini_generate": (
+        gemini_client,
+        lambda c: c.models.generate_content(model="gemini-2.5-flash", contents="Summarise the ticket."),
+    ),
+}
+
+INSTRUMENTORS: dict[str, Callable[[str], Any]] = {}
+
+
+def _costspan_instrumentor(call: str) -> Any:
+    if call.startswith("openai"):
+        from costspan.instrumentation.openai import OpenAIInstrumentor
+
+        return OpenAIInstrumentor()
+    if call.startswith("anthropic"):
+        from costspan.instrumentation.anthropic import AnthropicInstrumentor
+
+        return AnthropicInstrumentor()
+    from costspan.instrumentation.google_genai import GoogleGenAIInstrumentor
+
+    return GoogleGenAIInstrumentor()
+
+
+def _openai_v2_instrumentor(call: str) -> Any:
+    from opentelemetry.instrumentation.openai_v2 import OpenAIInstrumentor
+
+    return OpenAIInstrumentor()
+
+
+def _openllmetry_instrumentor(call: str) -> Any:
+    from opentelemetry.instrumentation.openai import OpenAIInstrumentor
+
+    return OpenAIInstrumentor()
+
+
+INSTRUMENTORS = {
+    "costspan": _costspan_instrumentor,
+    "openai_v2": _openai_v2_instrumentor,
+    "openllmetry": _openllmetry_instrumentor,
+}
+
+
+class Contender:
+    """One instrumentation set-up for one call type; `on()`/`off()` instrument and restore."""
+
+    def __init__(self, call: str, name: str, with_meter: bool) -> None:
+        self.call = call
+        self.name = name
+        self.tracer_provider = TracerProvider()
+        if name == "costspan":
+            self.tracer_provider.add_span_processor(CostSpanProcessor())
+        self.tracer_provider.add_span_processor(batch_processor())
+        self.meter_provider = MeterProvider([InMemoryMetricReader()]) if with_meter else None
+        self.instrumentor = INSTRUMENTORS[name](call) if name != "bare" else None
+
+    def on(self) -> None:
+        if self.instrumentor is None:
+            return
+        kwargs: dict[str, Any] = {"tracer_provider": self.tracer_provider}
+        if self.meter_provider is not None:
+            kwargs["meter_provider"] = self.meter_provider
+        self.instrumentor.instrument(**kwargs)
+
+    def off(self) -> None:
+        if self.instrumentor is not None:
+            self.instrumentor.uninstrument()
+
+
+def calls_workload(call: str, contender: str, with_meter: bool) -> Workload:
+    make_client, do_call = CALLS[call]
+    setup = Contender(call, contender, with_meter)
+    setup.on()
+    client = make_client()
+
+    def run(n: int) -> None:
+        for _ in range(n):
+            do_call(client)
+
+    run(20)  # warm-up: lazy imports, pricing caches, first metric points
+    return run
+
+
+def _workloads() -> dict[str, Callable[[], Workload]]:
+    out: dict[str, Callable[[], Workload]] = {}
+    for call in CALLS:
+        contenders = ["bare", "costspan"] + (
+            ["openai_v2", "openllmetry"] if call.startswith("openai") else []
+        )
+        for contender in contenders:
+            for with_meter in (False, True) if contender != "bare" else (False,):
+                name = f"{call}:{contender}" + (":meter" if with_meter else "")
+                out[name] = lambda c=call, k=contender, m=with_meter: calls_workload(c, k, m)
+    return out
+
+
+WORKLOADS = _workloads()

@@ -157,6 +157,50 @@ def test_decorated_function_gets_a_fresh_block_per_call(
     assert len(chat_requests(server)) == 2
 
 
+def test_one_budget_object_entered_in_two_threads_at_once_is_two_blocks(
+    instrumented: Any, server: FakeProviderServer, client: OpenAI
+) -> None:
+    shared = costspan.budget(GPT4O_CALL, scope="block")
+    both_inside = threading.Barrier(2)
+    spent_when_refused: list[Decimal] = []
+
+    def worker() -> None:
+        with shared as spend:
+            both_inside.wait()
+            chat(client)
+            both_inside.wait()
+            with pytest.raises(BudgetExceeded):
+                chat(client)
+            spent_when_refused.append(spend.spent_usd)
+
+    threads = [threading.Thread(target=worker) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert spent_when_refused == [GPT4O_CALL, GPT4O_CALL]
+    assert len(chat_requests(server)) == 2
+
+
+def test_decorated_coroutine_is_budgeted(instrumented: Any, server: FakeProviderServer) -> None:
+    @costspan.budget(GPT4O_CALL * 2, scope="block")
+    async def agent_loop(client: AsyncOpenAI) -> int:
+        turns = 0
+        try:
+            while True:
+                await client.chat.completions.create(model="gpt-4o", messages=MESSAGES)
+                turns += 1
+        except BudgetExceeded:
+            return turns
+
+    async def run() -> list[int]:
+        async with AsyncOpenAI(base_url=server.base_url + "/v1", api_key="test", max_retries=0) as client:
+            return [await agent_loop(client), await agent_loop(client)]
+
+    assert asyncio.run(run()) == [2, 2]
+    assert len(chat_requests(server)) == 4
+
+
 def test_budgets_hold_when_spans_are_not_sampled(server: FakeProviderServer, client: OpenAI) -> None:
     provider = TracerProvider(sampler=ALWAYS_OFF)
     inst = OpenAIInstrumentor()

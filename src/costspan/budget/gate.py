@@ -281,8 +281,6 @@ def _downgrade(call: CallSpan, kwargs: dict[str, Any], model: str) -> dict[str, 
 def admit(call: CallSpan, kwargs: dict[str, Any]) -> dict[str, Any]:
     """The request kwargs to send (the model swapped on a downgrade). Raises `BudgetExceeded` (or
     what the user's `on_exceed` callable raises) after ending the call's span as failed."""
-    from costspan.instrumentation._call import FAULTS
-
     try:
         budget = plan(call._attribution)
         if budget is None:
@@ -293,6 +291,8 @@ def admit(call: CallSpan, kwargs: dict[str, Any]) -> dict[str, Any]:
         for applied, exceeded, action in decision.events:
             _record(call, applied, exceeded, action)
     except Exception as exc:
+        from costspan.instrumentation._call import FAULTS
+
         FAULTS.record("budget check", exc)
         return kwargs
     for callback, exceeded in decision.callbacks:
@@ -314,8 +314,6 @@ def stream_refusal(call: CallSpan) -> BudgetExceeded | None:
     budget = call.budget
     if budget is None:
         return None
-    from costspan.instrumentation._call import FAULTS
-
     try:
         found = budget.stream_refusal(call.attributes.get(attrs.GEN_AI_REQUEST_MODEL))
         if found is None:
@@ -324,6 +322,8 @@ def stream_refusal(call: CallSpan) -> BudgetExceeded | None:
         _record(call, applied, refusal, "abort_stream")
         return refusal
     except Exception as exc:
+        from costspan.instrumentation._call import FAULTS
+
         FAULTS.record("budget stream check", exc)
         return None
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any, TypeVar
@@ -102,17 +103,22 @@ class budget:
             )
         self.subject = subject
         self.ledger = ledger_from(ledger, "costspan.budget(ledger=...)") if ledger is not None else None
-        self._tokens: list[tuple[object, ActiveBudget]] = []
+        # Entered blocks' context tokens, per thread / asyncio task: one budget object may be
+        # entered in several at once.
+        self._tokens: contextvars.ContextVar[tuple[object, ...]] = contextvars.ContextVar(
+            "costspan_budget_tokens", default=()
+        )
 
     def __enter__(self) -> ActiveBudget:
         entered = _Entered(self)
-        self._tokens.append((otel_context.attach(entered.context), entered.active))
+        self._tokens.set((*self._tokens.get(), otel_context.attach(entered.context)))
         return entered.active
 
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
-        token, _ = self._tokens.pop()
+        *outer, token = self._tokens.get()
+        self._tokens.set(tuple(outer))
         otel_context.detach(token)  # type: ignore[arg-type]
 
     def __call__(self, fn: F) -> F:

@@ -226,6 +226,9 @@ class Registry:
 
 
 REGISTRY: list[Registry] = [Registry()]  # one slot, replaced whole by configure_budgets()
+# Set once any costspan.budget(...) block has been entered in this process: until then (and while
+# nothing is configured) the hook on each call returns at once.
+ENTERED_ANY = [False]
 
 
 def registry() -> Registry:

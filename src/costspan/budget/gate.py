@@ -23,7 +23,16 @@ from opentelemetry import context as otel_context
 from opentelemetry.metrics import MeterProvider, get_meter
 
 from costspan import attributes as attrs
-from costspan.budget.accounts import CONTEXT_KEY, WARNED, Account, ActiveBudget, registry, wall_clock_now
+from costspan.budget.accounts import (
+    CONTEXT_KEY,
+    ENTERED_ANY,
+    REGISTRY,
+    WARNED,
+    Account,
+    ActiveBudget,
+    registry,
+    wall_clock_now,
+)
 from costspan.budget.errors import BudgetExceeded, format_usd
 from costspan.budget.spec import BudgetSpec, units_to_usd
 
@@ -281,6 +290,8 @@ def _downgrade(call: CallSpan, kwargs: dict[str, Any], model: str) -> dict[str, 
 def admit(call: CallSpan, kwargs: dict[str, Any]) -> dict[str, Any]:
     """The request kwargs to send (the model swapped on a downgrade). Raises `BudgetExceeded` (or
     what the user's `on_exceed` callable raises) after ending the call's span as failed."""
+    if not ENTERED_ANY[0] and REGISTRY[0].empty:
+        return kwargs
     try:
         budget = plan(call._attribution)
         if budget is None:

@@ -12,7 +12,7 @@ from opentelemetry import context as otel_context
 
 from costspan import attributes as attrs
 from costspan._scope import decorate
-from costspan.budget.accounts import CONTEXT_KEY, ActiveBudget, registry
+from costspan.budget.accounts import CONTEXT_KEY, ENTERED_ANY, ActiveBudget, registry
 from costspan.budget.config import configure_budgets, ledger_from
 from costspan.budget.ledger import Ledger
 from costspan.budget.spec import OnExceed, make_spec
@@ -30,6 +30,7 @@ class _Entered:
             subject = baggage.get_baggage(attrs.CUSTOMER_ID)
         ledger = budget.ledger if budget.ledger is not None else registry().ledger
         self.active = ActiveBudget(spec, str(subject) if subject is not None else None, ledger)
+        ENTERED_ANY[0] = True
         current = otel_context.get_current()
         stack = otel_context.get_value(CONTEXT_KEY, current) or ()
         self.context = otel_context.set_value(CONTEXT_KEY, (*stack, self.active), current)  # type: ignore[misc]

@@ -7,6 +7,8 @@ import asyncio
 import contextlib
 import contextvars
 import logging
+import os
+import signal
 import threading
 import time
 from collections.abc import Iterator
@@ -717,3 +719,29 @@ def test_console_tree_shows_downgrades_warnings_and_refusals(
         "└─ chat gpt-4o-mini  FAILED BudgetExceeded  [budget: downgraded from gpt-4o]  "
         "[budget task: refused, spent $0.000826 of $0.000826]",
     ]
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="os.fork is POSIX only")
+def test_a_child_forked_while_a_thread_holds_the_ledger_lock_can_still_count() -> None:
+    ledger = InMemoryLedger()
+    ledger.add("task:t", 5, None)
+    held, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with ledger._lock:
+            held.set()
+            release.wait(10)
+
+    holder = threading.Thread(target=hold)
+    holder.start()
+    held.wait(10)
+    pid = os.fork()
+    if pid == 0:  # the child: no thread holds the lock here
+        signal.alarm(5)  # a deadlock kills the child (SIGALRM) and fails the test
+        code = 0 if ledger.add("task:t", 2, None) == 7 else 1
+        os._exit(code)
+    release.set()
+    holder.join()
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert ledger.spent("task:t") == 5  # the parent's count is its own

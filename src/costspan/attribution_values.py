@@ -35,6 +35,7 @@ AttributionValue = str | int | uuid.UUID
 
 MAX_VALUE_BYTES: Final = 256
 _DIGEST_HEX = 16
+_FAST_LENGTH = MAX_VALUE_BYTES // 4  # this many characters are at most MAX_VALUE_BYTES UTF-8 bytes
 _ESCAPED_CATEGORIES = frozenset({"Cc", "Cf", "Cs", "Zl", "Zp"})
 _KEYS = frozenset(attrs.ATTRIBUTION_KEYS)
 
@@ -94,6 +95,16 @@ def clean_attribution(entries: Mapping[str, object]) -> dict[str, str]:
     for key in attrs.ATTRIBUTION_KEYS:
         value = entries.get(key)
         if value is None:
+            continue
+        # Fast path for what attribute() and the baggage guard produce: short, printable, stripped
+        # (str.strip returns the string itself when there is nothing to strip).
+        if (
+            type(value) is str
+            and 0 < len(value) <= _FAST_LENGTH
+            and value.isprintable()
+            and value.strip() is value
+        ):
+            cleaned[key] = value
             continue
         try:
             text = attribution_value(key, value)

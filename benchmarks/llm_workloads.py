@@ -1,8 +1,7 @@
 """LLM call workloads: the real provider SDKs over an in-process transport, bare or instrumented.
 
-No sockets: each client gets an `httpx2.MockTransport` (openai, anthropic) or `httpx.MockTransport`
-(google-genai) answering with canned, realistic JSON / SSE bodies, so what is measured is the SDK
-call and the instrumentation around it.
+No sockets: each client gets an `httpx2.Client` with an `httpx2.MockTransport` answering with canned,
+realistic JSON / SSE bodies, so what is measured is the SDK call and the instrumentation around it.
 
 Contenders (set up with a TracerProvider + BatchSpanProcessor; `_meter` adds a MeterProvider with an
 in-memory reader):
@@ -137,9 +136,9 @@ def anthropic_client() -> Any:
 
 
 def _gemini_handler(request: Any) -> Any:
-    import httpx
+    import httpx2
 
-    return httpx.Response(
+    return httpx2.Response(
         200,
         json={
             "candidates": [
@@ -162,11 +161,11 @@ def _gemini_handler(request: Any) -> Any:
 
 
 def gemini_client() -> Any:
-    import httpx
+    import httpx2
     from google import genai
     from google.genai import types
 
-    http = httpx.Client(transport=httpx.MockTransport(_gemini_handler))
+    http = httpx2.Client(transport=httpx2.MockTransport(_gemini_handler))
     return genai.Client(api_key="bench", http_options=types.HttpOptions(httpx_client=http))
 
 

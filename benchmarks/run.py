@@ -224,8 +224,8 @@ def llm_section(quick: bool) -> tuple[str, dict[str, float]]:
     text = [
         "## 2. Overhead per LLM call over the bare SDK call",
         "",
-        "Real SDK clients over an in-process transport (`httpx2.MockTransport` for openai and anthropic,",
-        "`httpx.MockTransport` for google-genai) answering with canned bodies: 2,480 input tokens",
+        "Real SDK clients over an in-process transport (an `httpx2.Client` with an `httpx2.MockTransport`)",
+        "answering with canned bodies: 2,480 input tokens",
         "(1,024 cached), 514 output. Every instrumented contender has its own TracerProvider +",
         "BatchSpanProcessor; `costspan` also has CostSpanProcessor (pricing + rollup); `+ MeterProvider`",
         "adds a MeterProvider with an in-memory reader. Each library with its defaults (OpenLLMetry",

@@ -40,7 +40,14 @@ OVERRIDE_COST = (INPUT_TOKENS * Decimal(1) + OUTPUT_TOKENS * Decimal(2)) / MTOK 
 @pytest.fixture(autouse=True)
 def restore_process_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     """configure() instruments SDKs and guards the global propagator: undo both after each test."""
-    for name in ("COSTSPAN_DISABLED", "COSTSPAN_PRICES", "COSTSPAN_CONSOLE", "COSTSPAN_COST_DIMENSIONS"):
+    for name in (
+        "COSTSPAN_DISABLED",
+        "COSTSPAN_PRICES",
+        "COSTSPAN_CONSOLE",
+        "COSTSPAN_COST_DIMENSIONS",
+        "COSTSPAN_BUDGETS",
+        "COSTSPAN_BUDGET_LEDGER",
+    ):
         monkeypatch.delenv(name, raising=False)
     monkeypatch.delenv("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", raising=False)
     textmap = propagate.get_global_textmap()
@@ -48,6 +55,7 @@ def restore_process_state(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     yield
     uninstrument_all()
     propagate.set_global_textmap(textmap)
+    costspan.configure_budgets(None)
 
 
 class Providers:
@@ -319,3 +327,21 @@ trace.set_tracer_provider(own)
         f"exported chat gpt-4o cost={cost} rollup={cost}\n"
         f"exported answer cost=None rollup={cost}\n"
     )
+
+
+def test_budgets_from_env_stop_a_task_before_the_request_leaves(
+    providers: Providers, server: FakeProviderServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "budgets.toml"
+    path.write_text(f"[tasks]\nanswer = {float(CALL_COST * 2)}\n")  # two gpt-4o calls
+    monkeypatch.setenv("COSTSPAN_BUDGETS", str(path))
+    providers.configure()
+    with (
+        costspan.task("answer", customer_id="cus_cfg", tracer_provider=providers.tracer_provider),
+        pytest.raises(costspan.BudgetExceeded) as refused,
+    ):
+        for _ in range(3):
+            call_gpt4o(server)
+    assert len(server.requests) == 2
+    assert refused.value.limit_usd == CALL_COST * 2
+    assert refused.value.spent_usd == CALL_COST * 2

@@ -153,3 +153,32 @@ def test_report_logs_each_problem_once(caplog: pytest.LogCaptureFixture) -> None
         "costspan: COSTSPAN_CONSOLE='sometimes-for-report' is not a boolean (use true or false); "
         "the console cost tree stays off"
     ]
+
+
+def test_budgets_file_is_loaded(tmp_path: Path) -> None:
+    path = tmp_path / "budgets.yaml"
+    path.write_text("tasks:\n  summarize: 0.10\ncustomers:\n  '*': {usd: 50, window: day}\n")
+    settings = read_settings({"COSTSPAN_BUDGETS": str(path)})
+    assert settings.problems == ()
+    assert settings.budgets is not None
+    assert set(settings.budgets.tasks) == {"summarize"}
+    assert set(settings.budgets.customers) == {"*"}
+
+
+def test_bad_budgets_file_names_variable_file_key_and_value(tmp_path: Path) -> None:
+    path = tmp_path / "budgets.yaml"
+    path.write_text("tasks:\n  summarize: {usd: lots}\n")
+    settings = read_settings({"COSTSPAN_BUDGETS": str(path)})
+    assert settings.budgets is None
+    (problem,) = settings.problems
+    assert problem.startswith(f"COSTSPAN_BUDGETS={str(path)!r} is not used: {path}: tasks.summarize")
+    assert "'lots'" in problem
+    assert problem.endswith("no budgets are declared by configuration")
+
+
+def test_bad_budget_ledger_is_named() -> None:
+    settings = read_settings({"COSTSPAN_BUDGET_LEDGER": "postgres://db"})
+    assert settings.budgets is None
+    (problem,) = settings.problems
+    assert problem.startswith("COSTSPAN_BUDGET_LEDGER='postgres://db' is not used:")
+    assert "redis://" in problem

@@ -23,6 +23,7 @@ from __future__ import annotations
 import logging
 
 from costspan import settings as costspan_settings
+from costspan.budget.config import install_budgets
 from costspan.configure import (
     configure_sdk_from_env,
     each_instrumented_costspan_instrumentor,
@@ -61,6 +62,8 @@ def pre_instrument() -> None:
             logger.info("costspan: disabled by %s", costspan_settings.DISABLED)
             return
         install_baggage_guard(settings.baggage_policy)
+        if settings.budgets is not None:
+            install_budgets(settings.budgets)
         if provider is None:
             logger.warning(
                 "costspan: the global TracerProvider is not the OpenTelemetry SDK's; no cost processor"

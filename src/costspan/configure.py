@@ -24,6 +24,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter
 
 from costspan import settings as costspan_settings
 from costspan.baggage_trust import AttributionBaggageGuard, InboundBaggagePolicy, guard_inbound_baggage
+from costspan.budget.config import install_budgets
 from costspan.exporters import ConsoleCostTreeExporter
 from costspan.metrics import DEFAULT_COST_DIMENSIONS
 from costspan.pricing import RateCard
@@ -318,6 +319,8 @@ def configure(
             else None
         )
         install_baggage_guard(env.baggage_policy)
+        if env.budgets is not None:
+            install_budgets(env.budgets)
         if show_tree and tracer_provider is not None:
             install_console_tree(tracer_provider)
         instrumented = (

@@ -14,6 +14,9 @@ from dataclasses import dataclass, field
 
 from costspan import attributes as attrs
 from costspan.baggage_trust import SECRET_ENV, TRUSTED_PEERS_ENV, InboundBaggagePolicy
+from costspan.budget.accounts import Registry
+from costspan.budget.config import load_budgets
+from costspan.budget.errors import BudgetConfigError
 from costspan.pricing import RateCard, RateCardError
 
 logger = logging.getLogger("costspan")
@@ -22,12 +25,23 @@ DISABLED = "COSTSPAN_DISABLED"
 PRICES = "COSTSPAN_PRICES"
 CONSOLE = "COSTSPAN_CONSOLE"
 COST_DIMENSIONS = "COSTSPAN_COST_DIMENSIONS"
+BUDGETS = "COSTSPAN_BUDGETS"
+BUDGET_LEDGER = "COSTSPAN_BUDGET_LEDGER"
 
 # Inbound costspan.* baggage: whose is kept (costspan.baggage_trust reads them).
 TRUSTED_BAGGAGE_PEERS = TRUSTED_PEERS_ENV
 BAGGAGE_SECRET = SECRET_ENV
 
-KNOWN_VARIABLES = (DISABLED, PRICES, CONSOLE, COST_DIMENSIONS, TRUSTED_BAGGAGE_PEERS, BAGGAGE_SECRET)
+KNOWN_VARIABLES = (
+    DISABLED,
+    PRICES,
+    CONSOLE,
+    COST_DIMENSIONS,
+    BUDGETS,
+    BUDGET_LEDGER,
+    TRUSTED_BAGGAGE_PEERS,
+    BAGGAGE_SECRET,
+)
 
 _TRUE = frozenset({"true", "1", "yes", "on"})
 _FALSE = frozenset({"false", "0", "no", "off", ""})
@@ -44,6 +58,7 @@ class Settings:
     console_tree: bool | None = None
     cost_dimensions: tuple[str, ...] | None = None
     baggage_policy: InboundBaggagePolicy = field(default_factory=InboundBaggagePolicy)
+    budgets: Registry | None = None
     problems: tuple[str, ...] = ()
 
 
@@ -109,6 +124,16 @@ def read_settings(environ: Mapping[str, str] | None = None) -> Settings:
                 f"{PRICES}={prices_path!r} is not used: {exc}; calls are priced from the bundled card only"
             )
 
+    budgets = None
+    budgets_path = env.get(BUDGETS) or None
+    ledger_url = env.get(BUDGET_LEDGER) or None
+    if (budgets_path or ledger_url) and not disabled:
+        try:
+            budgets = load_budgets(budgets_path, ledger_url)
+        except BudgetConfigError as exc:
+            named = f"{BUDGETS}={budgets_path!r}" if budgets_path else f"{BUDGET_LEDGER}={ledger_url!r}"
+            problems.append(f"{named} is not used: {exc}; no budgets are declared by configuration")
+
     baggage_policy = InboundBaggagePolicy()
     try:
         baggage_policy = InboundBaggagePolicy.from_env(env)
@@ -126,6 +151,7 @@ def read_settings(environ: Mapping[str, str] | None = None) -> Settings:
         console_tree=console_tree,
         cost_dimensions=cost_dimensions,
         baggage_policy=baggage_policy,
+        budgets=budgets,
         problems=tuple(problems),
     )
 
@@ -146,6 +172,8 @@ def report(settings: Settings) -> None:
 
 __all__ = [
     "BAGGAGE_SECRET",
+    "BUDGETS",
+    "BUDGET_LEDGER",
     "CONSOLE",
     "COST_DIMENSIONS",
     "DISABLED",

@@ -137,5 +137,10 @@ def configure_budgets(
     leaves the previous configuration in place.
     """
     loaded = load_budgets(source, ledger)
-    REGISTRY[0] = loaded
+    install_budgets(loaded)
     return loaded
+
+
+def install_budgets(registry: Registry) -> None:
+    """Make a Registry from `load_budgets` the one in force."""
+    REGISTRY[0] = registry

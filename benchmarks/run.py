@@ -416,6 +416,7 @@ def targets(facts: dict[str, float]) -> str:
     return "\n".join(["## Targets (issue 7)", "", "| target | measured | |", "|---|---|---|", *rows])
 
 
+NOTES_MARKER = "<!-- benchmarks/NOTES.md below -->"
 SECTIONS = {"spans": spans_section, "llm": llm_section, "pricing": pricing_section, "memory": memory_section}
 
 
@@ -427,7 +428,15 @@ def main() -> None:
     parser.add_argument("--only", choices=sorted(SECTIONS), action="append", help="run only these sections")
     parser.add_argument("--output", type=Path, default=HERE / "RESULTS.md")
     parser.add_argument("--notes", type=Path, default=HERE / "NOTES.md", help="appended to the results")
+    parser.add_argument(
+        "--refresh-notes", action="store_true", help="only re-append NOTES.md to the existing results"
+    )
     args = parser.parse_args()
+    notes = args.notes.read_text() if args.notes.exists() else ""
+    if args.refresh_notes:
+        measured = args.output.read_text().split(NOTES_MARKER)[0].rstrip()
+        args.output.write_text(f"{measured}\n\n{NOTES_MARKER}\n\n{notes.rstrip()}\n")
+        return
     facts: dict[str, float] = {}
     texts = []
     for name, section in SECTIONS.items():
@@ -438,7 +447,6 @@ def main() -> None:
         print(text, file=sys.stderr, flush=True)
         texts.append(text)
         facts.update(section_facts)
-    notes = args.notes.read_text() if args.notes.exists() else ""
     report = "\n\n".join(
         [
             "# Benchmark results",
@@ -448,6 +456,7 @@ def main() -> None:
             machine(),
             targets(facts),
             *texts,
+            NOTES_MARKER,
             notes,
         ]
     )

@@ -117,11 +117,6 @@ def test_forked_workers_price_and_roll_up(preforked: Any) -> None:
     assert processor.faults() == {}
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="processor.py must re-create its ledger lock in a forked child "
-    "(os.register_at_fork(after_in_child=...)): a lock held by another thread at fork time never opens",
-)
 def test_fork_while_another_thread_holds_the_ledger_lock(preforked: Any) -> None:
     """A server forking while another thread is ending a span (a scheduler, a warm-up) must not hang.
 

@@ -15,7 +15,9 @@ have ended. Money is an int in 1e-24 USD, so sums are exact.
 from __future__ import annotations
 
 import functools
+import os
 import threading
+import weakref
 from collections.abc import Mapping
 from typing import Any
 
@@ -33,6 +35,7 @@ from opentelemetry.trace import StatusCode
 from opentelemetry.trace import propagation as trace_propagation
 
 from costspan import attributes as attrs
+from costspan.attribution_values import clean_attribution
 from costspan.call_pricing import (
     CACHE_READ,
     CACHE_WRITE,
@@ -150,6 +153,20 @@ def _write_frozen(span: Span, new_attributes: dict[str, Any]) -> None:
         bounded._immutable = True  # type: ignore[union-attr]
 
 
+_PROCESSORS: weakref.WeakSet[CostSpanProcessor] = weakref.WeakSet()
+
+
+def _reopen_ledger_locks_in_child() -> None:
+    # A forked child has only the forking thread: a ledger lock another thread held at fork time
+    # would never open again, and the child would hang at its first span end.
+    for processor in list(_PROCESSORS):
+        processor._lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reopen_ledger_locks_in_child)
+
+
 class CostSpanProcessor(SpanProcessor):
     """Prices LLM and tool spans, stamps attribution from baggage, rolls cost up to ancestors.
 
@@ -165,6 +182,7 @@ class CostSpanProcessor(SpanProcessor):
         self._pricer = CallPricer(self._rate_card)
         self._node_attr = f"_costspan_node_{id(self):x}"
         self._lock = threading.Lock()
+        _PROCESSORS.add(self)
         self._faults = FaultCounter()
         self._on_ending_supported = _sdk_has_on_ending()
         # The span processor (the provider's multi-processor) known to forward `_on_ending` to us.
@@ -228,11 +246,9 @@ class CostSpanProcessor(SpanProcessor):
 
     def _stamp_attribution(self, span: Span, entries: Mapping[str, object]) -> None:
         present = _attributes_of(span)
-        stamp = {
-            key: value
-            for key in attrs.ATTRIBUTION_KEYS
-            if (value := entries.get(key)) is not None and key not in present
-        }
+        # Cleaned: baggage set by hand or by a propagator other than costspan's guard may hold any
+        # object, control characters or very long values (see costspan.attribution_values).
+        stamp = {key: value for key, value in clean_attribution(entries).items() if key not in present}
         if not stamp:
             return
         # A span is not yet shared while on_start runs, so its dict can take valid strings directly.

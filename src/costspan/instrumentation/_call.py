@@ -18,6 +18,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer, Trac
 
 from costspan import __version__
 from costspan import attributes as attrs
+from costspan.attribution_values import clean_attribution
 from costspan.budget import gate as budget_gate
 from costspan.call_pricing import COST, CallPricer
 from costspan.faults import FaultCounter
@@ -90,7 +91,7 @@ class CallSpan:
         if request_model:
             self.attributes[attrs.GEN_AI_REQUEST_MODEL] = request_model
         self.attributes.update({k: v for k, v in request_attributes.items() if v is not None})
-        self._attribution = dict(baggage.get_all())
+        self._attribution = clean_attribution(baggage.get_all())  # metric dimensions: bounded values
         self.budget: budget_gate.CallBudget | None = None  # set by admit(): where the cost is charged
         self._started = time.perf_counter()
         name = f"{operation} {request_model}" if request_model else operation
@@ -168,8 +169,13 @@ class CallSpan:
             span.set_status(Status(StatusCode.ERROR, str(error) if error is not None else error_type))
         out: dict[str, Any] = {}
         start_ns = getattr(span, "start_time", None) or time.time_ns()
-        tally = self._state.pricer.price_llm(self.attributes, error_type is not None, start_ns, out)
-        if self.budget is not None and tally[COST]:
+        tally: list[int] | None = None
+        try:
+            tally = self._state.pricer.price_llm(self.attributes, error_type is not None, start_ns, out)
+        except Exception as exc:  # a broken rate card: the call keeps its usage, response and metrics
+            FAULTS.record("LLM call pricing", exc)
+            out.clear()
+        if self.budget is not None and tally is not None and tally[COST]:
             try:
                 self.budget.charge(tally[COST])
             except Exception as exc:

@@ -413,3 +413,20 @@ def test_inbound_baggage_outcomes_are_a_metric() -> None:
     }
     assert points == {"dropped": 2, "kept": 1}
     meter_provider.shutdown()
+
+
+def test_observe_faults_registers_once_per_meter_provider(broken: Pipeline) -> None:
+    from costspan.fault_metrics import observe_faults
+
+    reader = InMemoryMetricReader()
+    meter_provider = MeterProvider(metric_readers=[reader])
+    first = observe_faults(meter_provider, broken.processor)
+    assert observe_faults(meter_provider, broken.processor) is first  # a second setup: same instruments
+    llm_call(broken.provider.get_tracer("app"), "gpt-4o-mini", 100, 10)
+    points = [
+        p
+        for p in metric_points(reader, FAULTS_METRIC)
+        if p.attributes["costspan.fault.component"] == "processor"
+    ]
+    assert [(p.attributes["costspan.fault.where"], p.value) for p in points] == [("span end", 1)]
+    meter_provider.shutdown()

@@ -60,6 +60,11 @@ class FaultMetrics:
         with self._lock:
             self._processors.add(processor)
 
+    def set_guard(self, guard: AttributionBaggageGuard) -> None:
+        """Observe this guard's kept/dropped counts (instead of any earlier one)."""
+        with self._lock:
+            self._guard = weakref.ref(guard)
+
     def _sources(self) -> list[tuple[str, CountSource]]:
         with self._lock:
             processors = list(self._processors)
@@ -82,7 +87,8 @@ class FaultMetrics:
         ]
 
     def _observe_inbound(self, options: CallbackOptions) -> Iterable[Observation]:
-        guard = self._guard() if self._guard is not None else None
+        with self._lock:
+            guard = self._guard() if self._guard is not None else None
         if guard is None:
             return []
         return [
@@ -91,4 +97,27 @@ class FaultMetrics:
         ]
 
 
-__all__ = ["FAULTS_METRIC", "INBOUND_BAGGAGE_METRIC", "FaultMetrics"]
+_by_meter_provider: weakref.WeakKeyDictionary[Any, FaultMetrics] = weakref.WeakKeyDictionary()
+_registry_lock = threading.Lock()
+
+
+def observe_faults(
+    meter_provider: MeterProvider,
+    processor: Any | None = None,
+    guard: AttributionBaggageGuard | None = None,
+) -> FaultMetrics:
+    """The one `FaultMetrics` of this meter provider (made on first use), now also observing
+    `processor` and `guard`. Safe to call on every setup: instruments are never registered twice."""
+    with _registry_lock:
+        found = _by_meter_provider.get(meter_provider)
+        if found is None:
+            found = FaultMetrics(meter_provider)
+            _by_meter_provider[meter_provider] = found
+    if processor is not None:
+        found.add_processor(processor)
+    if guard is not None:
+        found.set_guard(guard)
+    return found
+
+
+__all__ = ["FAULTS_METRIC", "INBOUND_BAGGAGE_METRIC", "FaultMetrics", "observe_faults"]

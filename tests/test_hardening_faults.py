@@ -430,3 +430,28 @@ def test_observe_faults_registers_once_per_meter_provider(broken: Pipeline) -> N
     ]
     assert [(p.attributes["costspan.fault.where"], p.value) for p in points] == [("span end", 1)]
     meter_provider.shutdown()
+
+
+def test_configure_exports_fault_and_inbound_baggage_metrics(monkeypatch: pytest.MonkeyPatch) -> None:
+    from opentelemetry import propagate
+    from opentelemetry.context import Context
+
+    monkeypatch.delenv("COSTSPAN_TRUSTED_BAGGAGE_PEERS", raising=False)
+    before = propagate.get_global_textmap()
+    tracer_provider = TracerProvider()
+    reader = InMemoryMetricReader()
+    meter_provider = MeterProvider(metric_readers=[reader])
+    try:
+        costspan.configure(tracer_provider=tracer_provider, meter_provider=meter_provider, instrument=False)
+        forged = {
+            "baggage": "costspan.customer_id=cus_victim",
+            "wsgi.version": (1, 0),
+            "REMOTE_ADDR": "1.2.3.4",
+        }
+        propagate.extract(forged, Context())
+        points = metric_points(reader, "costspan.baggage.inbound")
+        assert [(p.attributes["costspan.baggage.outcome"], p.value) for p in points] == [("dropped", 1)]
+    finally:
+        propagate.set_global_textmap(before)
+        tracer_provider.shutdown()
+        meter_provider.shutdown()

@@ -22,6 +22,8 @@ from __future__ import annotations
 
 import logging
 
+from opentelemetry import metrics
+
 from costspan import settings as costspan_settings
 from costspan.budget.config import install_budgets
 from costspan.configure import (
@@ -69,7 +71,10 @@ def pre_instrument() -> None:
                 "costspan: the global TracerProvider is not the OpenTelemetry SDK's; no cost processor"
             )
             return
-        install_processor(provider, settings.rate_card)
+        processor = install_processor(provider, settings.rate_card)
+        from costspan.fault_metrics import observe_setup  # here: it imports the instrumentation
+
+        observe_setup(metrics.get_meter_provider(), processor)
         if settings.console_tree:
             install_console_tree(provider)
     except Exception:

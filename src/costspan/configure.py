@@ -319,6 +319,9 @@ def configure(
             else None
         )
         install_baggage_guard(env.baggage_policy)
+        from costspan.fault_metrics import observe_setup  # here: it imports the instrumentation
+
+        observe_setup(meter_provider, processor)
         if env.budgets is not None:
             install_budgets(env.budgets)
         if show_tree and tracer_provider is not None:

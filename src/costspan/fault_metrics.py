@@ -16,17 +16,19 @@ import weakref
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
-from opentelemetry import metrics
+from opentelemetry import metrics, propagate
 from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 
 from costspan.baggage_trust import FAULTS as BAGGAGE_FAULTS
 from costspan.baggage_trust import AttributionBaggageGuard
+from costspan.faults import FaultCounter
 from costspan.instrumentation._call import FAULTS as INSTRUMENTATION_FAULTS
 
 FAULTS_METRIC = "costspan.faults"
 INBOUND_BAGGAGE_METRIC = "costspan.baggage.inbound"
 
 CountSource = Callable[[], Mapping[str, int]]
+SETUP_FAULTS = FaultCounter()
 
 
 class FaultMetrics:
@@ -71,6 +73,7 @@ class FaultMetrics:
         sources: list[tuple[str, CountSource]] = [
             ("instrumentation", INSTRUMENTATION_FAULTS.counts),
             ("baggage", BAGGAGE_FAULTS.counts),
+            ("setup", SETUP_FAULTS.counts),
         ]
         sources += [("processor", processor.faults) for processor in processors]
         return sources
@@ -120,4 +123,17 @@ def observe_faults(
     return found
 
 
-__all__ = ["FAULTS_METRIC", "INBOUND_BAGGAGE_METRIC", "FaultMetrics", "observe_faults"]
+def observe_setup(meter_provider: MeterProvider, processor: Any | None) -> None:
+    """Observe a setup's processor and the global baggage guard (if any) on `meter_provider`.
+
+    For configure() and the zero-code hook; never raises (a failure is logged once and counted).
+    """
+    try:
+        textmap = propagate.get_global_textmap()
+        guard = textmap if isinstance(textmap, AttributionBaggageGuard) else None
+        observe_faults(meter_provider, processor, guard)
+    except Exception as exc:
+        SETUP_FAULTS.record("fault metrics setup", exc)
+
+
+__all__ = ["FAULTS_METRIC", "INBOUND_BAGGAGE_METRIC", "FaultMetrics", "observe_faults", "observe_setup"]

@@ -14,6 +14,7 @@ from typing import Any
 
 from opentelemetry import baggage, trace
 from opentelemetry.metrics import MeterProvider
+from opentelemetry.sdk.trace import Span as SDKSpan
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer, TracerProvider
 
 from costspan import __version__
@@ -24,6 +25,7 @@ from costspan.call_pricing import COST, CallPricer
 from costspan.faults import FaultCounter
 from costspan.metrics import DEFAULT_COST_DIMENSIONS, CallMetrics
 from costspan.pricing import RateCard, shared_rate_card
+from costspan.processor import _put_valid
 
 FAULTS = FaultCounter()
 
@@ -71,7 +73,17 @@ class Instrumentation:
 class CallSpan:
     """Span `{operation} {model}` (kind CLIENT) for one call. Start it, feed it, `end()` it once."""
 
-    __slots__ = ("_attribution", "_ended", "_lock", "_started", "_state", "attributes", "budget", "span")
+    __slots__ = (
+        "_attribution",
+        "_ended",
+        "_lock",
+        "_on_span",
+        "_started",
+        "_state",
+        "attributes",
+        "budget",
+        "span",
+    )
 
     def __init__(
         self,
@@ -96,6 +108,7 @@ class CallSpan:
         self._started = time.perf_counter()
         name = f"{operation} {request_model}" if request_model else operation
         self.span: Span = state.tracer.start_span(name, kind=SpanKind.CLIENT, attributes=self.attributes)
+        self._on_span = dict(self.attributes)  # what start_span wrote: not written again at the end
 
     def admit(self, kwargs: dict[str, Any]) -> dict[str, Any]:
         """The budget hook: call it in the wrapper after the span started, before the SDK sends the
@@ -181,7 +194,7 @@ class CallSpan:
             except Exception as exc:
                 FAULTS.record("budget charge", exc)
         self.attributes.update(out)
-        span.set_attributes(self.attributes)
+        _write_new(span, self.attributes, self._on_span)
         cost = out.get(attrs.GEN_AI_USAGE_COST)
         self._state.metrics.record(
             self.attributes,
@@ -193,3 +206,34 @@ class CallSpan:
             error_type,
         )
         span.end()
+
+
+_MISSING = object()
+_PLAIN_TYPES = (str, int, float, bool)
+
+
+def _is_plain(value: Any) -> bool:
+    """A value the SDK would store as it is (no conversion, no dropping)."""
+    kind = type(value)
+    if kind in _PLAIN_TYPES:
+        return True
+    return kind is tuple and all(type(item) is str for item in value)
+
+
+def _write_new(span: Span, attributes: dict[str, Any], on_span: dict[str, Any]) -> None:
+    """Write to the span the attributes it does not carry yet.
+
+    Each attribute through `Span.set_attributes` is validated (thousands of instructions); the
+    values written here are plain, so they go straight into the span's attribute dict where the
+    SDK would neither truncate nor evict (`costspan.processor._put_valid`), else through the SDK.
+    """
+    new = {key: value for key, value in attributes.items() if on_span.get(key, _MISSING) is not value}
+    if not new:
+        return
+    if (
+        isinstance(span, SDKSpan)
+        and all(_is_plain(value) for value in new.values())
+        and _put_valid(span, new)
+    ):
+        return
+    span.set_attributes(new)

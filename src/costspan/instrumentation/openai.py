@@ -25,7 +25,7 @@ import importlib
 import logging
 import weakref
 from collections.abc import Callable, Collection, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -171,6 +171,35 @@ def _use(call: CallSpan) -> Iterator[None]:
         yield
 
 
+class _SDKClasses:
+    """The openai classes the hooks test against, imported once (a `from openai import ...` inside
+    a function runs importlib's `_handle_fromlist` on every call)."""
+
+    def __init__(self) -> None:
+        from openai import APIStatusError, AsyncAzureOpenAI, AsyncStream, AzureOpenAI, Stream
+        from openai._legacy_response import LegacyAPIResponse
+        from openai._response import APIResponse, AsyncAPIResponse
+        from openai._types import NotGiven, Omit
+
+        self.azure_clients = (AzureOpenAI, AsyncAzureOpenAI)
+        self.api_status_error = APIStatusError
+        self.not_given = (NotGiven, Omit)
+        self.streams = (Stream, AsyncStream)
+        self.async_stream = AsyncStream
+        self.legacy_response = LegacyAPIResponse
+        self.api_response = APIResponse
+        self.async_api_response = AsyncAPIResponse
+
+
+_SDK: list[_SDKClasses] = []
+
+
+def _sdk() -> _SDKClasses:
+    if not _SDK:
+        _SDK.append(_SDKClasses())
+    return _SDK[0]
+
+
 # --- request side -----------------------------------------------------------------------------
 
 
@@ -193,18 +222,37 @@ def _is_azure(client: Any, host: str | None) -> bool:
     if host and (host.endswith(".openai.azure.com") or host.endswith(".cognitiveservices.azure.com")):
         return True
     try:
-        from openai import AsyncAzureOpenAI, AzureOpenAI
-
-        return isinstance(client, AzureOpenAI | AsyncAzureOpenAI)
+        return isinstance(client, _sdk().azure_clients)
     except Exception:
         return False
+
+
+# Per client: (the base_url object it was derived from, server attributes, provider name).
+# `urlsplit(str(base_url))` and the Azure check cost ~50k instructions; a client's `base_url`
+# setter stores a new URL object, so an identity check keeps the entry correct.
+_CLIENT_FACTS: weakref.WeakKeyDictionary[Any, tuple[Any, dict[str, Any], str]] = weakref.WeakKeyDictionary()
+
+
+def _client_facts(client: Any) -> tuple[dict[str, Any], str]:
+    """The client's server attributes (a fresh dict) and provider name."""
+    base_url = getattr(client, "base_url", None)
+    try:
+        cached = _CLIENT_FACTS.get(client)
+    except TypeError:  # not weak-referenceable or not hashable
+        cached = None
+    if cached is not None and cached[0] is base_url:
+        return dict(cached[1]), cached[2]
+    server, host = _server_attributes(client)
+    provider = PROVIDER_AZURE if _is_azure(client, host) else PROVIDER_OPENAI
+    with suppress(TypeError):
+        _CLIENT_FACTS[client] = (base_url, server, provider)
+    return dict(server), provider
 
 
 def _start(state: Instrumentation, instance: Any, api: str, kwargs: dict[str, Any]) -> CallSpan | None:
     """The call's span, or None if it could not be started (the SDK call then runs unobserved)."""
     try:
-        client = _client(instance)
-        request, host = _server_attributes(client)
+        request, provider = _client_facts(_client(instance))
         for field, key in _NUMERIC_REQUEST[api]:
             value = _number(kwargs.get(field))
             if value is not None and key not in request:
@@ -216,7 +264,6 @@ def _start(state: Instrumentation, instance: Any, api: str, kwargs: dict[str, An
             if isinstance(stop, list | tuple) and stop and all(isinstance(s, str) for s in stop):
                 request["gen_ai.request.stop_sequences"] = tuple(stop)
         model = kwargs.get("model")
-        provider = PROVIDER_AZURE if _is_azure(client, host) else PROVIDER_OPENAI
         operation = OPERATION_EMBEDDINGS if api == EMBEDDINGS else OPERATION_CHAT
         return state.start_call(
             operation, provider, model if isinstance(model, str) and model else None, request
@@ -228,9 +275,7 @@ def _start(state: Instrumentation, instance: Any, api: str, kwargs: dict[str, An
 
 def _error_type(exc: BaseException) -> str:
     try:
-        from openai import APIStatusError
-
-        if isinstance(exc, APIStatusError):
+        if isinstance(exc, _sdk().api_status_error):
             return str(exc.status_code)
     except Exception as inner:
         FAULTS.record("openai error type", inner)
@@ -242,9 +287,7 @@ def _is_given(value: Any) -> bool:
     if value is None:
         return False
     try:
-        from openai._types import NotGiven, Omit
-
-        return not isinstance(value, NotGiven | Omit)
+        return not isinstance(value, _sdk().not_given)
     except Exception:
         return True
 
@@ -434,10 +477,8 @@ class _ResponsesStreamState:
 
 def _stream_proxy(call: CallSpan, api: str, hide_usage: bool, stream: Any) -> Any:
     """The SDK's Stream/AsyncStream, proxied so that the call's span ends with the stream."""
-    from openai import AsyncStream
-
     state = _ChatStreamState(call, hide_usage) if api == CHAT else _ResponsesStreamState(call)
-    proxy_cls = AsyncStreamProxy if isinstance(stream, AsyncStream) else SyncStreamProxy
+    proxy_cls = AsyncStreamProxy if isinstance(stream, _sdk().async_stream) else SyncStreamProxy
     return proxy_cls(stream, call, state.on_item, state.on_done, _error_type)
 
 
@@ -465,9 +506,7 @@ class _StreamingAPIResponse(wrapt.ObjectProxy):  # type: ignore[misc]
         if call.ended:
             return parsed
         try:
-            from openai import AsyncStream, Stream
-
-            if isinstance(parsed, Stream | AsyncStream):
+            if isinstance(parsed, _sdk().streams):
                 return _stream_proxy(call, self._self_api, self._self_hide_usage, parsed)
         except Exception as exc:
             FAULTS.record("openai response", exc)
@@ -502,24 +541,21 @@ class _AsyncStreamingAPIResponse(_StreamingAPIResponse):
 def _handle_result(call: CallSpan, api: str, result: Any, hide_usage: bool) -> Any:
     """Record the response (or wrap the stream) and return what the caller gets. Never raises."""
     try:
-        from openai import AsyncStream, Stream
-        from openai._legacy_response import LegacyAPIResponse
-        from openai._response import APIResponse, AsyncAPIResponse
-
-        if isinstance(result, Stream | AsyncStream):
+        sdk = _sdk()
+        if isinstance(result, sdk.streams):
             return _stream_proxy(call, api, hide_usage, result)
-        if isinstance(result, LegacyAPIResponse):  # with_raw_response
+        if isinstance(result, sdk.legacy_response):  # with_raw_response
             parsed = result.parse()
-            if isinstance(parsed, Stream | AsyncStream):
+            if isinstance(parsed, sdk.streams):
                 # The caller's `.parse()` returns the cached object: cache the proxy instead.
                 result._parsed_by_type[result._cast_to] = _stream_proxy(call, api, hide_usage, parsed)
                 return result
             _record(call, api, parsed)
             call.end()
             return result
-        if isinstance(result, AsyncAPIResponse):  # with_streaming_response (async)
+        if isinstance(result, sdk.async_api_response):  # with_streaming_response (async)
             return _AsyncStreamingAPIResponse(result, call, api, hide_usage)
-        if isinstance(result, APIResponse):  # with_streaming_response
+        if isinstance(result, sdk.api_response):  # with_streaming_response
             return _StreamingAPIResponse(result, call, api, hide_usage)
     except Exception as exc:
         FAULTS.record("openai response", exc)

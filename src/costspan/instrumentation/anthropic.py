@@ -173,17 +173,50 @@ def _is_messages_call(options: Any) -> bool:
     )
 
 
+class _SDKClasses:
+    """The anthropic classes the hooks test against, imported once (a `from anthropic import ...`
+    inside a function runs importlib's `_handle_fromlist` on every call)."""
+
+    def __init__(self) -> None:
+        from anthropic import (
+            AnthropicBedrock,
+            AnthropicVertex,
+            APIStatusError,
+            AsyncAnthropicBedrock,
+            AsyncAnthropicVertex,
+            AsyncStream,
+            Stream,
+        )
+        from anthropic._response import AsyncAPIResponse, BaseAPIResponse
+
+        self.bedrock_clients = (AnthropicBedrock, AsyncAnthropicBedrock)
+        self.vertex_clients = (AnthropicVertex, AsyncAnthropicVertex)
+        self.api_status_error = APIStatusError
+        self.streams = (Stream, AsyncStream)
+        self.async_stream = AsyncStream
+        self.base_api_response = BaseAPIResponse
+        self.async_api_response = AsyncAPIResponse
+
+
+_SDK: list[_SDKClasses] = []
+
+
+def _sdk() -> _SDKClasses:
+    if not _SDK:
+        _SDK.append(_SDKClasses())
+    return _SDK[0]
+
+
 def _provider(client: Any) -> str:
     """The client's GenAI provider: the SDK's own name for it (2.x), else by client class."""
     name = getattr(type(client), "_gen_ai_provider_name", None)
     if isinstance(name, str) and name:
         return name
     try:
-        from anthropic import AnthropicBedrock, AnthropicVertex, AsyncAnthropicBedrock, AsyncAnthropicVertex
-
-        if isinstance(client, AnthropicBedrock | AsyncAnthropicBedrock):
+        sdk = _sdk()
+        if isinstance(client, sdk.bedrock_clients):
             return PROVIDER_BEDROCK
-        if isinstance(client, AnthropicVertex | AsyncAnthropicVertex):
+        if isinstance(client, sdk.vertex_clients):
             return PROVIDER_VERTEX_AI
     except Exception as exc:
         FAULTS.record("anthropic provider", exc)
@@ -250,9 +283,7 @@ def _error_type(exc: BaseException) -> str:
     """The HTTP status code of a failed request; for an `error` event inside a stream (whose HTTP
     status was 200), the API's error type (e.g. `overloaded_error`); else the exception's type."""
     try:
-        from anthropic import APIStatusError
-
-        if isinstance(exc, APIStatusError):
+        if isinstance(exc, _sdk().api_status_error):
             status = getattr(exc, "status_code", None)
             if isinstance(status, int) and status >= 400:
                 return str(status)
@@ -345,9 +376,7 @@ class _StreamUsage:
 
 def _wrap_stream(call: CallSpan, stream: Any) -> Any:
     seen = _StreamUsage(call)
-    from anthropic import AsyncStream
-
-    proxy_cls = AsyncStreamProxy if isinstance(stream, AsyncStream) else SyncStreamProxy
+    proxy_cls = AsyncStreamProxy if isinstance(stream, _sdk().async_stream) else SyncStreamProxy
     return proxy_cls(stream, call, seen.on_item, seen.on_done, error_type=_error_type)
 
 
@@ -369,9 +398,7 @@ class _RawResponse(wrapt.ObjectProxy):  # type: ignore[misc]
         if call.ended:
             return parsed
         try:
-            from anthropic import AsyncStream, Stream
-
-            if isinstance(parsed, Stream | AsyncStream):
+            if isinstance(parsed, _sdk().streams):
                 self._self_stream = _wrap_stream(call, parsed)
                 return self._self_stream
         except Exception as exc:
@@ -417,15 +444,13 @@ class _AsyncRawResponse(_RawResponse):
 def _handle_result(call: CallSpan, result: Any) -> Any:
     """Record the response (or wrap the stream / raw response); return what the caller gets. Never raises."""
     try:
-        from anthropic import AsyncStream, Stream
-        from anthropic._response import AsyncAPIResponse, BaseAPIResponse
-
-        if isinstance(result, Stream | AsyncStream):
+        sdk = _sdk()
+        if isinstance(result, sdk.streams):
             return _wrap_stream(call, result)
-        if isinstance(result, BaseAPIResponse):
+        if isinstance(result, sdk.base_api_response):
             return (
                 _AsyncRawResponse(result, call)
-                if isinstance(result, AsyncAPIResponse)
+                if isinstance(result, sdk.async_api_response)
                 else _RawResponse(result, call)
             )
     except Exception as exc:

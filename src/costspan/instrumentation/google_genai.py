@@ -20,6 +20,7 @@ billed as input, not part of `prompt_token_count`) is added to the input; thinki
 from __future__ import annotations
 
 import contextvars
+import functools
 import importlib
 import logging
 from collections.abc import AsyncIterator, Callable, Collection, Iterator
@@ -136,11 +137,17 @@ def _server_attributes(api_client: Any) -> dict[str, Any]:
     base_url = _get(getattr(api_client, "_http_options", None), "base_url")
     if not isinstance(base_url, str) or not base_url:
         return {}
+    return dict(_server_of_url(base_url))
+
+
+@functools.lru_cache(maxsize=64)
+def _server_of_url(base_url: str) -> tuple[tuple[str, Any], ...]:
+    """`urlsplit` costs ~20k instructions: done once per base URL."""
     parts = urlsplit(base_url)
     if not parts.hostname:
-        return {}
+        return ()
     port = parts.port or {"https": 443, "http": 80}.get(parts.scheme)
-    return {"server.address": parts.hostname, "server.port": port}
+    return (("server.address", parts.hostname), ("server.port", port))
 
 
 def _start(state: Instrumentation, instance: Any, operation: str, kwargs: dict[str, Any]) -> CallSpan | None:
@@ -167,11 +174,16 @@ def _start(state: Instrumentation, instance: Any, operation: str, kwargs: dict[s
         return None
 
 
+@functools.cache
+def _api_error() -> type:
+    from google.genai.errors import APIError
+
+    return APIError
+
+
 def _error_type(exc: BaseException) -> str:
     try:
-        from google.genai.errors import APIError
-
-        if isinstance(exc, APIError) and getattr(exc, "code", None) is not None:
+        if isinstance(exc, _api_error()) and getattr(exc, "code", None) is not None:
             return str(exc.code)
     except Exception as inner:
         FAULTS.record("google-genai error type", inner)

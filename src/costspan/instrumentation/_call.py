@@ -9,10 +9,11 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from typing import Any
 
-from opentelemetry import baggage, trace
+from opentelemetry import context as context_api
+from opentelemetry import trace
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.sdk.trace import Span as SDKSpan
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer, TracerProvider
@@ -25,7 +26,7 @@ from costspan.call_pricing import COST, CallPricer
 from costspan.faults import FaultCounter
 from costspan.metrics import DEFAULT_COST_DIMENSIONS, CallMetrics
 from costspan.pricing import RateCard, shared_rate_card
-from costspan.processor import _put_valid
+from costspan.processor import _baggage_of, _put_valid
 
 FAULTS = FaultCounter()
 
@@ -103,7 +104,9 @@ class CallSpan:
         if request_model:
             self.attributes[attrs.GEN_AI_REQUEST_MODEL] = request_model
         self.attributes.update({k: v for k, v in request_attributes.items() if v is not None})
-        self._attribution = clean_attribution(baggage.get_all())  # metric dimensions: bounded values
+        self._attribution = clean_attribution(
+            _baggage_of(context_api.get_current())
+        )  # metric dimensions: bounded values
         self.budget: budget_gate.CallBudget | None = None  # set by admit(): where the cost is charged
         self._started = time.perf_counter()
         name = f"{operation} {request_model}" if request_model else operation
@@ -168,6 +171,12 @@ class CallSpan:
             except Exception as end_exc:
                 FAULTS.record("LLM call span end", end_exc)
 
+    def current(self) -> _Current:
+        """`with call.current():` the call's span is current (spans made inside parent under it).
+        `trace.use_span` without its exception handling, which the calls do not use: ~15k
+        instructions less per call than its two generator-based context managers."""
+        return _Current(self.span)
+
     @property
     def ended(self) -> bool:
         return self._ended
@@ -208,16 +217,30 @@ class CallSpan:
         span.end()
 
 
+class _Current:
+    __slots__ = ("_span", "_token")
+
+    def __init__(self, span: Span) -> None:
+        self._span = span
+
+    def __enter__(self) -> None:
+        self._token = context_api.attach(trace.set_span_in_context(self._span))
+
+    def __exit__(self, *exc_info: object) -> None:
+        context_api.detach(self._token)
+
+
 _MISSING = object()
-_PLAIN_TYPES = (str, int, float, bool)
+_PLAIN_TYPES = frozenset((str, int, float, bool))
 
 
-def _is_plain(value: Any) -> bool:
-    """A value the SDK would store as it is (no conversion, no dropping)."""
-    kind = type(value)
-    if kind in _PLAIN_TYPES:
-        return True
-    return kind is tuple and all(type(item) is str for item in value)
+def _all_plain(values: Iterable[Any]) -> bool:
+    """Values the SDK would store as they are (no conversion, no dropping)."""
+    for value in values:
+        kind = type(value)
+        if kind not in _PLAIN_TYPES and not (kind is tuple and all(type(item) is str for item in value)):
+            return False
+    return True
 
 
 def _write_new(span: Span, attributes: dict[str, Any], on_span: dict[str, Any]) -> None:
@@ -230,10 +253,6 @@ def _write_new(span: Span, attributes: dict[str, Any], on_span: dict[str, Any]) 
     new = {key: value for key, value in attributes.items() if on_span.get(key, _MISSING) is not value}
     if not new:
         return
-    if (
-        isinstance(span, SDKSpan)
-        and all(_is_plain(value) for value in new.values())
-        and _put_valid(span, new)
-    ):
+    if isinstance(span, SDKSpan) and _all_plain(new.values()) and _put_valid(span, new):
         return
     span.set_attributes(new)

@@ -31,7 +31,6 @@ from collections.abc import Callable, Collection
 from typing import Any
 
 import wrapt
-from opentelemetry import trace
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 from opentelemetry.instrumentation.utils import unwrap
 from opentelemetry.trace import NonRecordingSpan
@@ -130,7 +129,7 @@ def _str(value: Any) -> str | None:
 
 def _use(call: CallSpan) -> Any:
     """The call's span is current (nested spans, e.g. httpx instrumentation, parent under it)."""
-    return trace.use_span(call.span, end_on_exit=False, record_exception=False, set_status_on_exception=False)
+    return call.current()
 
 
 # The call whose request is being made: the SDK's own span for it is replaced (see `_sdk_call_span`).

@@ -28,7 +28,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import wrapt
-from opentelemetry import trace
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 from opentelemetry.instrumentation.utils import unwrap
 
@@ -460,7 +459,7 @@ class _AsyncStream(AsyncStreamProxy):
 
 
 def _use(call: CallSpan) -> Any:
-    return trace.use_span(call.span, end_on_exit=False, record_exception=False, set_status_on_exception=False)
+    return call.current()
 
 
 def _sync_factory(operation: str, record: Callable[[CallSpan, Any, _Hops], None]) -> Callable[..., Any]:

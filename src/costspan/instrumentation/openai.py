@@ -24,13 +24,12 @@ from __future__ import annotations
 import importlib
 import logging
 import weakref
-from collections.abc import Callable, Collection, Iterator
-from contextlib import contextmanager, suppress
+from collections.abc import Callable, Collection
+from contextlib import suppress
 from typing import Any
 from urllib.parse import urlsplit
 
 import wrapt
-from opentelemetry import trace
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 from opentelemetry.instrumentation.utils import unwrap
 
@@ -164,11 +163,9 @@ def _number(value: Any) -> int | float | None:
     return value
 
 
-@contextmanager
-def _use(call: CallSpan) -> Iterator[None]:
+def _use(call: CallSpan) -> Any:
     """The call's span is current (nested spans, e.g. httpx instrumentation, parent under it)."""
-    with trace.use_span(call.span, end_on_exit=False, record_exception=False, set_status_on_exception=False):
-        yield
+    return call.current()
 
 
 class _SDKClasses:

@@ -71,13 +71,7 @@ class CallPricer:
             tally[INPUT], tally[OUTPUT], tally[CACHE_READ], tally[CACHE_WRITE], tally[REASONING] = usage
         existing_cost = attributes.get(attrs.GEN_AI_USAGE_COST)
         if _is_number(existing_cost):
-            if not _is_valid_cost(existing_cost):
-                self._invalid_usage.warn(
-                    f"cost:{existing_cost!r}",
-                    "costspan: invalid gen_ai.usage.cost %r; left unpriced",
-                    existing_cost,
-                )
-                out[attrs.COST_STATUS] = STATUS_INVALID_USAGE
+            if self._rejects_cost(existing_cost, out):
                 tally[UNPRICED] = 1
                 return tally
             tally[COST] = units_from_usd(existing_cost)
@@ -146,17 +140,21 @@ class CallPricer:
         out[attrs.PRICE_SOURCE] = price.source
         return tally
 
+    def _rejects_cost(self, cost: float, out: dict[str, Any]) -> bool:
+        """A cost written by someone else that is NaN, infinite or negative: marked, logged once."""
+        if _is_valid_cost(cost):
+            return False
+        self._invalid_usage.warn(
+            f"cost:{cost!r}", "costspan: invalid gen_ai.usage.cost %r; left unpriced", cost
+        )
+        out[attrs.COST_STATUS] = STATUS_INVALID_USAGE
+        return True
+
     def price_tool(self, attributes: Any, out: dict[str, Any]) -> list[int] | None:
         """A tool call's tally, or None for a tool with no price (tools are often free)."""
         existing_cost = attributes.get(attrs.GEN_AI_USAGE_COST)
         if _is_number(existing_cost):
-            if not _is_valid_cost(existing_cost):
-                self._invalid_usage.warn(
-                    f"cost:{existing_cost!r}",
-                    "costspan: invalid gen_ai.usage.cost %r; left unpriced",
-                    existing_cost,
-                )
-                out[attrs.COST_STATUS] = STATUS_INVALID_USAGE
+            if self._rejects_cost(existing_cost, out):
                 return None
             units = units_from_usd(existing_cost)
             if attrs.COST_STATUS not in attributes:

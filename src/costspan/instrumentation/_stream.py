@@ -41,14 +41,6 @@ def _finish(
     call.end(error, error_type=kind)
 
 
-def _observe(on_item: OnItem, item: Any) -> bool:
-    try:
-        return on_item(item)
-    except Exception as exc:
-        FAULTS.record("stream item", exc)
-        return True
-
-
 class SyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
     """A sync stream (iterator, and context manager when the wrapped one is)."""
 
@@ -86,7 +78,11 @@ class SyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
             except BaseException as exc:
                 self._self_done(exc)
                 raise
-            if _observe(self._self_on_item, item):
+            try:  # runs for every item: no helper call
+                if self._self_on_item(item):
+                    return item
+            except Exception as exc:
+                FAULTS.record("stream item", exc)
                 return item
 
     def _self_stop_if_over_budget(self) -> None:
@@ -156,7 +152,11 @@ class AsyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
             except BaseException as exc:
                 self._self_done(exc)
                 raise
-            if _observe(self._self_on_item, item):
+            try:  # runs for every item: no helper call
+                if self._self_on_item(item):
+                    return item
+            except Exception as exc:
+                FAULTS.record("stream item", exc)
                 return item
 
     async def _self_stop_if_over_budget(self) -> None:

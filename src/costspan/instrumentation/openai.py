@@ -408,15 +408,40 @@ class _ChatStreamState:
         self.finish_reasons: dict[int, str] = {}
 
     def on_item(self, chunk: Any) -> bool:
-        self.response_model = _str(_get(chunk, "model")) or self.response_model
-        self.response_id = _str(_get(chunk, "id")) or self.response_id
-        choices = _get(chunk, "choices")
+        # Runs for every chunk: plain getattr on the SDK's chunk objects, `_get` only for dicts.
+        if type(chunk) is dict:
+            return self._on_dict(chunk)
+        model = getattr(chunk, "model", None)
+        if isinstance(model, str) and model:
+            self.response_model = model
+        response_id = getattr(chunk, "id", None)
+        if isinstance(response_id, str) and response_id:
+            self.response_id = response_id
+        choices = getattr(chunk, "choices", None)
+        if choices:
+            for position, choice in enumerate(choices):
+                reason = getattr(choice, "finish_reason", None)
+                if reason:
+                    self._finish_reason(choice, position, reason)
+        return self._on_usage(chunk, choices, getattr(chunk, "usage", None))
+
+    def _on_dict(self, chunk: dict[str, Any]) -> bool:
+        self.response_model = _str(chunk.get("model")) or self.response_model
+        self.response_id = _str(chunk.get("id")) or self.response_id
+        choices = chunk.get("choices")
         for position, choice in enumerate(choices or ()):
-            reason = _str(_get(choice, "finish_reason"))
+            reason = _get(choice, "finish_reason")
             if reason:
-                index = _get(choice, "index")
-                self.finish_reasons[index if isinstance(index, int) else position] = reason
-        usage = _get(chunk, "usage")
+                self._finish_reason(choice, position, reason)
+        return self._on_usage(chunk, choices, chunk.get("usage"))
+
+    def _finish_reason(self, choice: Any, position: int, reason: Any) -> None:
+        reason = _str(reason)
+        if reason:
+            index = _get(choice, "index")
+            self.finish_reasons[index if isinstance(index, int) else position] = reason
+
+    def _on_usage(self, chunk: Any, choices: Any, usage: Any) -> bool:
         if usage is not None:
             self.usage = usage
         if not self.hide_usage:

@@ -251,9 +251,11 @@ def _start(state: Instrumentation, instance: Any, api: str, kwargs: dict[str, An
     try:
         request, provider = _client_facts(_client(instance))
         for field, key in _NUMERIC_REQUEST[api]:
-            value = _number(kwargs.get(field))
+            value = kwargs.get(field)
             if value is not None and key not in request:
-                request[key] = value
+                value = _number(value)
+                if value is not None:
+                    request[key] = value
         if api == CHAT:
             stop = kwargs.get("stop")
             if isinstance(stop, str):

@@ -8,6 +8,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from typing import Any
 
+from opentelemetry import context as context_api
 from opentelemetry import metrics
 from opentelemetry.metrics import MeterProvider
 
@@ -80,14 +81,16 @@ class CallMetrics:
         error_type: str | None,
     ) -> None:
         common = {key: call_attributes[key] for key in _CALL_DIMENSIONS if key in call_attributes}
+        # The current context, read once: each record would otherwise look it up again.
+        context = context_api.get_current()
         if error_type is not None:
-            self.duration.record(duration_s, {**common, attrs.ERROR_TYPE: error_type})
+            self.duration.record(duration_s, {**common, attrs.ERROR_TYPE: error_type}, context)
         else:
-            self.duration.record(duration_s, common)
+            self.duration.record(duration_s, common, context)
         if input_tokens is not None:
-            self.token_usage.record(input_tokens, {**common, "gen_ai.token.type": "input"})
+            self.token_usage.record(input_tokens, {**common, "gen_ai.token.type": "input"}, context)
         if output_tokens is not None:
-            self.token_usage.record(output_tokens, {**common, "gen_ai.token.type": "output"})
+            self.token_usage.record(output_tokens, {**common, "gen_ai.token.type": "output"}, context)
         if cost_usd is not None:
             cost_attributes = {
                 key: common[key]
@@ -102,4 +105,4 @@ class CallMetrics:
                 value = attribution.get(key)
                 if value is not None:
                     cost_attributes[key] = value
-            self.cost.add(cost_usd, cost_attributes)
+            self.cost.add(cost_usd, cost_attributes, context)

@@ -419,6 +419,22 @@ def test_azure_openai(observed, instrumented, server) -> None:
     assert_chat_span(only_span(observed), server, provider="azure.ai.openai")
 
 
+def test_server_attributes_follow_a_changed_base_url(observed, instrumented, server) -> None:
+    # The instrumentor caches what it reads from a client; a client pointed elsewhere is re-read.
+    with (
+        FakeProviderServer() as other,
+        make_client(server) as client,
+    ):
+        add_openai_routes(other, usage=OpenAIUsage(**vars(USAGE)))
+        client.chat.completions.create(**CHAT_KW)
+        client.base_url = other.base_url + "/v1"
+        client.chat.completions.create(**CHAT_KW)
+    first, second = observed.llm_spans()
+    assert first.attributes["server.port"] == server.port
+    assert second.attributes["server.port"] == other.port
+    assert len(other.requests) == 1
+
+
 def test_azure_old_api_version_gets_no_stream_options(observed, instrumented, server) -> None:
     client = AzureOpenAI(azure_endpoint=server.base_url, api_key="test", api_version="2024-06-01")
     chunks = list(client.chat.completions.create(**CHAT_KW, stream=True))

@@ -37,6 +37,9 @@ from opentelemetry.trace import NonRecordingSpan
 
 from costspan.instrumentation._call import FAULTS, CallSpan, Instrumentation
 from costspan.instrumentation._stream import AsyncStreamProxy, SyncStreamProxy
+from costspan.instrumentation._values import get_field as _get
+from costspan.instrumentation._values import non_empty_str as _str
+from costspan.instrumentation._values import token_count as _int
 
 logger = logging.getLogger(__name__)
 
@@ -103,28 +106,6 @@ class AnthropicInstrumentor(BaseInstrumentor):  # type: ignore[misc]
 
 
 # --- helpers ----------------------------------------------------------------------------------
-
-
-def _get(obj: Any, name: str) -> Any:
-    if obj is None:
-        return None
-    if isinstance(obj, dict):
-        return obj.get(name)
-    return getattr(obj, name, None)
-
-
-def _int(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer() and value >= 0:
-        return int(value)
-    return None
-
-
-def _str(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
 
 
 def _use(call: CallSpan) -> Any:

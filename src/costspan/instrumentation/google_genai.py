@@ -33,6 +33,8 @@ from opentelemetry.instrumentation.utils import unwrap
 
 from costspan.instrumentation._call import FAULTS, CallSpan, Instrumentation
 from costspan.instrumentation._stream import AsyncStreamProxy, SyncStreamProxy
+from costspan.instrumentation._values import get_field as _get
+from costspan.instrumentation._values import token_count as _int
 
 logger = logging.getLogger(__name__)
 
@@ -106,14 +108,6 @@ class GoogleGenAIInstrumentor(BaseInstrumentor):  # type: ignore[misc]
 
 
 # --- request side -----------------------------------------------------------------------------
-
-
-def _get(obj: Any, name: str) -> Any:
-    if obj is None:
-        return None
-    if isinstance(obj, dict):
-        return obj.get(name)
-    return getattr(obj, name, None)
 
 
 def _strip_model(model: Any) -> str | None:
@@ -190,16 +184,6 @@ def _error_type(exc: BaseException) -> str:
 
 
 # --- response side ----------------------------------------------------------------------------
-
-
-def _int(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer() and value >= 0:
-        return int(value)
-    return None
 
 
 def _finish_reason(value: Any) -> str | None:

@@ -35,6 +35,9 @@ from opentelemetry.instrumentation.utils import unwrap
 
 from costspan.instrumentation._call import FAULTS, CallSpan, Instrumentation
 from costspan.instrumentation._stream import AsyncStreamProxy, SyncStreamProxy
+from costspan.instrumentation._values import get_field as _get
+from costspan.instrumentation._values import non_empty_str as _str
+from costspan.instrumentation._values import token_count as _int
 
 logger = logging.getLogger(__name__)
 
@@ -137,24 +140,6 @@ class _Switch:
 
 
 # --- helpers ----------------------------------------------------------------------------------
-
-
-def _get(obj: Any, name: str) -> Any:
-    if obj is None:
-        return None
-    if isinstance(obj, dict):
-        return obj.get(name)
-    return getattr(obj, name, None)
-
-
-def _int(value: Any) -> int | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return value
-    if isinstance(value, float) and value.is_integer() and value >= 0:
-        return int(value)
-    return None
 
 
 def _number(value: Any) -> int | float | None:
@@ -343,10 +328,6 @@ def _set_responses_usage(call: CallSpan, usage: Any) -> None:
         cache_read_tokens=_int(_get(_get(usage, "input_tokens_details"), "cached_tokens")),
         reasoning_tokens=_int(_get(_get(usage, "output_tokens_details"), "reasoning_tokens")),
     )
-
-
-def _str(value: Any) -> str | None:
-    return value if isinstance(value, str) and value else None
 
 
 _INCOMPLETE_REASONS = {"max_output_tokens": "length", "content_filter": "content_filter"}

@@ -13,7 +13,7 @@ from typing import Any
 from costspan import attributes as attrs
 from costspan.faults import LogOnce
 from costspan.pricing import UNITS_PER_USD, RateCard
-from costspan.usage import InvalidUsage, model_of, provider_of, usage_of
+from costspan.usage import InvalidUsage, Usage, model_of, provider_of, usage_of
 
 STATUS_INVALID_USAGE = "invalid_usage"
 
@@ -88,8 +88,20 @@ class CallPricer:
             if not failed:
                 tally[UNPRICED] = 1
             return tally
-        model = model_of(attributes)
-        provider = provider_of(attributes)
+        return self.price_usage(
+            provider_of(attributes), model_of(attributes), usage, start_time_ns, tally, out
+        )
+
+    def price_usage(
+        self,
+        provider: str | None,
+        model: str | None,
+        usage: Usage,
+        start_time_ns: int,
+        tally: list[int],
+        out: dict[str, Any],
+    ) -> list[int]:
+        """Price a call's validated usage into its tally (counts already in it); attributes to `out`."""
         try:
             price = (
                 self.rate_card.price(

@@ -35,6 +35,10 @@ _CALL_DIMENSIONS = (
     "server.port",
 )
 
+_NO_OP_INSTRUMENTS = frozenset(
+    kind for kind in (getattr(metrics, "NoOpCounter", None), getattr(metrics, "NoOpHistogram", None)) if kind
+)
+
 _COST_CALL_DIMENSIONS = (attrs.GEN_AI_PROVIDER_NAME, attrs.GEN_AI_REQUEST_MODEL, attrs.GEN_AI_RESPONSE_MODEL)
 
 
@@ -70,6 +74,15 @@ class CallMetrics:
         )
         self.cost = meter.create_counter(COST, unit="USD", description="Cost of LLM calls in US dollars")
 
+    def recording(self) -> bool:
+        """False while the instruments record nowhere: no-op instruments, or the global meter
+        provider's proxies before a real provider is set (then each call skips building the
+        measurements' attributes)."""
+        instrument = self.cost
+        if type(instrument) in _NO_OP_INSTRUMENTS:
+            return False
+        return getattr(instrument, "_real_instrument", True) is not None
+
     def record(
         self,
         call_attributes: Mapping[str, Any],
@@ -92,15 +105,7 @@ class CallMetrics:
         if output_tokens is not None:
             self.token_usage.record(output_tokens, {**common, "gen_ai.token.type": "output"}, context)
         if cost_usd is not None:
-            cost_attributes = {
-                key: common[key]
-                for key in (
-                    attrs.GEN_AI_PROVIDER_NAME,
-                    attrs.GEN_AI_REQUEST_MODEL,
-                    attrs.GEN_AI_RESPONSE_MODEL,
-                )
-                if key in common
-            }
+            cost_attributes = {key: common[key] for key in _COST_CALL_DIMENSIONS if key in common}
             for key in self.cost_dimensions:
                 value = attribution.get(key)
                 if value is not None:

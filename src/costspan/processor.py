@@ -153,6 +153,11 @@ def _write_frozen(span: Span, new_attributes: dict[str, Any]) -> None:
         bounded._immutable = True  # type: ignore[union-attr]
 
 
+# Where an instrumentor that already priced its call leaves the call's tally on the SDK span
+# (instance attribute), so the processor rolls it up without reading the attributes back.
+CALL_TALLY_ATTR = "_costspan_call_tally"
+_NO_TALLY: Any = object()
+
 _PROCESSORS: weakref.WeakSet[CostSpanProcessor] = weakref.WeakSet()
 
 
@@ -273,9 +278,10 @@ class CostSpanProcessor(SpanProcessor):
 
     def _finish(self, span: Span, node: _Node) -> dict[str, Any]:
         """Close the span's ledger entry; the attributes to write on it."""
-        attributes = _attributes_of(span)
         new_attributes: dict[str, Any] = {}
-        own = self._tally_own(span, attributes, new_attributes)
+        own = span.__dict__.pop(CALL_TALLY_ATTR, _NO_TALLY)
+        if own is _NO_TALLY:
+            own = self._tally_own(span, _attributes_of(span), new_attributes)
         if own is None and not node.has_children:
             node.open = False  # before reading has_children again: a child starting now sees it closed
             if not node.has_children:
@@ -325,4 +331,4 @@ class CostSpanProcessor(SpanProcessor):
         return self._pricer.price_llm(attributes, failed, span.start_time or 0, out)
 
 
-__all__ = ["CostSpanProcessor"]
+__all__ = ["CALL_TALLY_ATTR", "CostSpanProcessor"]

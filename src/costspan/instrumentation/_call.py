@@ -7,7 +7,6 @@ call, sampled or not. No method raises: a failure is counted in `FAULTS` and log
 
 from __future__ import annotations
 
-import threading
 import time
 from collections.abc import Iterable, Mapping
 from typing import Any
@@ -22,11 +21,24 @@ from costspan import __version__
 from costspan import attributes as attrs
 from costspan.attribution_values import clean_attribution
 from costspan.budget import gate as budget_gate
-from costspan.call_pricing import COST, CallPricer
+from costspan.call_pricing import (
+    CACHE_READ,
+    CACHE_WRITE,
+    COST,
+    FAILED,
+    INPUT,
+    LLM_CALLS,
+    OUTPUT,
+    REASONING,
+    TALLY_SIZE,
+    CallPricer,
+)
 from costspan.faults import FaultCounter
+from costspan.instrumentation._sampling import ignores_attributes, sampler_of
 from costspan.metrics import DEFAULT_COST_DIMENSIONS, CallMetrics
 from costspan.pricing import RateCard, shared_rate_card
-from costspan.processor import _baggage_of, _put_valid
+from costspan.processor import CALL_TALLY_ATTR, _baggage_of, _put_valid
+from costspan.usage import MAX_TOKENS, Usage, model_of, provider_of
 
 FAULTS = FaultCounter()
 
@@ -50,6 +62,28 @@ class Instrumentation:
         self.metrics = CallMetrics(meter_provider, cost_dimensions)
         self.pricer = CallPricer(rate_card if rate_card is not None else shared_rate_card())
         self.budget_metrics = budget_gate.BudgetMetrics(meter_provider)
+        self._sampler: object = _MISSING
+        self._sampler_reads_attributes = True
+
+    def start_span(self, name: str, attributes: dict[str, Any]) -> Span:
+        """A CLIENT span with the request attributes.
+
+        Under the SDK's own samplers (which never read them) the attributes are written straight
+        into the started span: through `start_span` the SDK validates each one (~7k instructions).
+        Span processors' `on_start` then sees the span before its attributes; any other sampler
+        gets them at start as usual.
+        """
+        tracer = self.tracer
+        sampler = sampler_of(tracer)
+        if sampler is not self._sampler:
+            self._sampler_reads_attributes = sampler is None or not ignores_attributes(sampler)
+            self._sampler = sampler
+        if self._sampler_reads_attributes:
+            return tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attributes)
+        span = tracer.start_span(name, kind=SpanKind.CLIENT)
+        if span.is_recording():
+            _write(span, attributes)
+        return span
 
     @classmethod
     def from_instrument_kwargs(cls, scope_name: str, kwargs: Mapping[str, Any]) -> Instrumentation:
@@ -76,11 +110,11 @@ class CallSpan:
 
     __slots__ = (
         "_attribution",
-        "_ended",
-        "_lock",
         "_on_span",
+        "_pending_end",
         "_started",
         "_state",
+        "_usage",
         "attributes",
         "budget",
         "span",
@@ -95,8 +129,8 @@ class CallSpan:
         request_attributes: Mapping[str, Any],
     ) -> None:
         self._state = state
-        self._ended = False
-        self._lock = threading.Lock()
+        self._pending_end = [True]  # popped by the first end(): list.pop is atomic
+        self._usage: tuple[int | None, ...] | None = None
         self.attributes: dict[str, Any] = {
             attrs.GEN_AI_OPERATION_NAME: operation,
             attrs.GEN_AI_PROVIDER_NAME: provider,
@@ -110,7 +144,7 @@ class CallSpan:
         self.budget: budget_gate.CallBudget | None = None  # set by admit(): where the cost is charged
         self._started = time.perf_counter()
         name = f"{operation} {request_model}" if request_model else operation
-        self.span: Span = state.tracer.start_span(name, kind=SpanKind.CLIENT, attributes=self.attributes)
+        self.span: Span = state.start_span(name, self.attributes)
         self._on_span = dict(self.attributes)  # what start_span wrote: not written again at the end
 
     def admit(self, kwargs: dict[str, Any]) -> dict[str, Any]:
@@ -147,6 +181,7 @@ class CallSpan:
         reasoning_tokens: int | None = None,
     ) -> None:
         """Usage in GenAI semconv terms: input includes cached tokens, output includes reasoning."""
+        self._usage = (input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens)
         self.set(attrs.GEN_AI_USAGE_INPUT_TOKENS, input_tokens)
         self.set(attrs.GEN_AI_USAGE_OUTPUT_TOKENS, output_tokens)
         if cache_read_tokens:
@@ -158,10 +193,10 @@ class CallSpan:
 
     def end(self, error: BaseException | None = None, *, error_type: str | None = None) -> None:
         """Price, record metrics and end the span. Only the first call has an effect."""
-        with self._lock:
-            if self._ended:
-                return
-            self._ended = True
+        try:
+            self._pending_end.pop()
+        except IndexError:
+            return
         try:
             self._finish(error, error_type)
         except Exception as exc:
@@ -179,7 +214,7 @@ class CallSpan:
 
     @property
     def ended(self) -> bool:
-        return self._ended
+        return not self._pending_end
 
     def _finish(self, error: BaseException | None, error_type: str | None) -> None:
         duration = time.perf_counter() - self._started
@@ -193,7 +228,7 @@ class CallSpan:
         start_ns = getattr(span, "start_time", None) or time.time_ns()
         tally: list[int] | None = None
         try:
-            tally = self._state.pricer.price_llm(self.attributes, error_type is not None, start_ns, out)
+            tally = self._price(error_type is not None, start_ns, out)
         except Exception as exc:  # a broken rate card: the call keeps its usage, response and metrics
             FAULTS.record("LLM call pricing", exc)
             out.clear()
@@ -204,17 +239,37 @@ class CallSpan:
                 FAULTS.record("budget charge", exc)
         self.attributes.update(out)
         _write_new(span, self.attributes, self._on_span)
-        cost = out.get(attrs.GEN_AI_USAGE_COST)
-        self._state.metrics.record(
-            self.attributes,
-            self._attribution,
-            duration,
-            self.attributes.get(attrs.GEN_AI_USAGE_INPUT_TOKENS),
-            self.attributes.get(attrs.GEN_AI_USAGE_OUTPUT_TOKENS),
-            cost,
-            error_type,
-        )
+        metrics = self._state.metrics
+        if metrics.recording():
+            metrics.record(
+                self.attributes,
+                self._attribution,
+                duration,
+                self.attributes.get(attrs.GEN_AI_USAGE_INPUT_TOKENS),
+                self.attributes.get(attrs.GEN_AI_USAGE_OUTPUT_TOKENS),
+                out.get(attrs.GEN_AI_USAGE_COST),
+                error_type,
+            )
+        if tally is not None and span.is_recording():
+            # The CostSpanProcessor rolls this tally up instead of pricing the span a second time.
+            span.__dict__[CALL_TALLY_ATTR] = tally
         span.end()
+
+    def _price(self, failed: bool, start_ns: int, out: dict[str, Any]) -> list[int]:
+        """The call's tally, priced from the usage the instrumentor read (no re-reading of
+        attributes) when it is plain and in range; else from the attributes, as the processor would."""
+        usage = self._usage
+        pricer = self._state.pricer
+        if usage is None or not _valid_counts(usage):
+            return pricer.price_llm(self.attributes, failed, start_ns, out)
+        counts = Usage(*(count or 0 for count in usage))
+        tally = [0] * TALLY_SIZE
+        tally[LLM_CALLS] = 1
+        if failed:
+            tally[FAILED] = 1
+        (tally[INPUT], tally[OUTPUT], tally[CACHE_READ], tally[CACHE_WRITE], tally[REASONING]) = counts
+        attributes = self.attributes
+        return pricer.price_usage(provider_of(attributes), model_of(attributes), counts, start_ns, tally, out)
 
 
 class _Current:
@@ -234,6 +289,16 @@ _MISSING = object()
 _PLAIN_TYPES = frozenset((str, int, float, bool))
 
 
+def _valid_counts(usage: tuple[int | None, ...]) -> bool:
+    """Input or output present, every count None or an int from 0 to MAX_TOKENS."""
+    if usage[0] is None and usage[1] is None:
+        return False
+    for count in usage:
+        if count is not None and (type(count) is not int or not 0 <= count <= MAX_TOKENS):
+            return False
+    return True
+
+
 def _all_plain(values: Iterable[Any]) -> bool:
     """Values the SDK would store as they are (no conversion, no dropping)."""
     for value in values:
@@ -251,8 +316,11 @@ def _write_new(span: Span, attributes: dict[str, Any], on_span: dict[str, Any]) 
     SDK would neither truncate nor evict (`costspan.processor._put_valid`), else through the SDK.
     """
     new = {key: value for key, value in attributes.items() if on_span.get(key, _MISSING) is not value}
-    if not new:
+    if new:
+        _write(span, new)
+
+
+def _write(span: Span, attributes: dict[str, Any]) -> None:
+    if isinstance(span, SDKSpan) and _all_plain(attributes.values()) and _put_valid(span, attributes):
         return
-    if isinstance(span, SDKSpan) and _all_plain(new.values()) and _put_valid(span, new):
-        return
-    span.set_attributes(new)
+    span.set_attributes(attributes)

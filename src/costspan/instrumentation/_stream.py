@@ -6,8 +6,9 @@ requested itself).
 
 from __future__ import annotations
 
+import atexit
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import wrapt
@@ -41,6 +42,43 @@ def _finish(
     call.end(error, error_type=kind)
 
 
+class _EndWhenCollected(weakref.ref):  # type: ignore[type-arg]
+    """Ends an abandoned stream's span when its proxy is collected: `weakref.finalize` does the same
+    with ~20k instructions more per stream (its bookkeeping object, registry and counter)."""
+
+    __slots__ = ("call", "on_done")
+    call: CallSpan
+    on_done: OnDone
+
+
+# Kept alive here until their proxy is collected; what is left at exit is ended then (as
+# weakref.finalize does, registered at the first stream like it, so it runs before a tracer provider
+# made earlier shuts down).
+_PENDING: set[_EndWhenCollected] = set()
+_AT_EXIT: list[bool] = []
+
+
+def _collected(ref: _EndWhenCollected) -> None:
+    _PENDING.discard(ref)
+    _finish(ref.call, ref.on_done, None, None)
+
+
+def _end_pending_at_exit() -> None:
+    while _PENDING:
+        ref = _PENDING.pop()
+        _finish(ref.call, ref.on_done, None, None)
+
+
+def _end_when_collected(proxy: Any, call: CallSpan, on_done: OnDone) -> None:
+    ref = _EndWhenCollected(proxy, _collected)
+    ref.call = call
+    ref.on_done = on_done
+    _PENDING.add(ref)
+    if not _AT_EXIT:
+        _AT_EXIT.append(True)
+        atexit.register(_end_pending_at_exit)
+
+
 class SyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
     """A sync stream (iterator, and context manager when the wrapped one is)."""
 
@@ -58,13 +96,22 @@ class SyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
         self._self_on_done = on_done
         self._self_error_type = error_type
         # Abandoned without being exhausted or closed: end the span when the proxy is collected.
-        weakref.finalize(self, _finish, call, on_done, None, None)
+        _end_when_collected(self, call, on_done)
 
     def _self_done(self, error: BaseException | None = None) -> None:
         _finish(self._self_call, self._self_on_done, error, self._self_error_type)
 
-    def __iter__(self) -> SyncStreamProxy:
-        return self
+    def __iter__(self) -> Any:
+        # `for item in stream`: a generator over the wrapped stream's own iterator, with what it needs in
+        # locals, costs less per item than this proxy's `__next__` (a Python call, attribute reads through
+        # the proxy, and the SDK's `__next__` on top). A subclass that wraps `__next__` keeps it.
+        if type(self).__next__ is not SyncStreamProxy.__next__:
+            return self
+        try:
+            items = iter(self.__wrapped__)
+        except TypeError:  # an iterator without `__iter__`
+            return self
+        return _items(self, items, self._self_call, self._self_on_item)
 
     def __next__(self) -> Any:
         if self._self_call.budget is not None:
@@ -116,6 +163,33 @@ class SyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
             self._self_done()
 
 
+def _items(proxy: SyncStreamProxy, items: Iterator[Any], call: CallSpan, on_item: OnItem) -> Iterator[Any]:
+    """What `iter(proxy)` returns: the items `proxy.__next__` would return, and the same span ending. It
+    holds the proxy, so that the proxy (whose collection ends an abandoned stream's span) lives while
+    it is iterated."""
+    if call.budget is not None:
+        proxy._self_stop_if_over_budget()
+    at_caller = False  # suspended at `yield`: what is thrown in there (GeneratorExit) is not the stream's
+    try:
+        for item in items:
+            try:  # runs for every item: no helper call
+                shown = on_item(item)
+            except Exception as exc:
+                FAULTS.record("stream item", exc)
+                shown = True
+            if shown:
+                at_caller = True
+                yield item
+                at_caller = False
+                if call.budget is not None:
+                    proxy._self_stop_if_over_budget()
+    except BaseException as exc:
+        if not at_caller:
+            proxy._self_done(exc)
+        raise
+    proxy._self_done()
+
+
 class AsyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
     """An async stream (async iterator, and async context manager when the wrapped one is)."""
 
@@ -132,7 +206,7 @@ class AsyncStreamProxy(wrapt.ObjectProxy):  # type: ignore[misc]
         self._self_on_item = on_item
         self._self_on_done = on_done
         self._self_error_type = error_type
-        weakref.finalize(self, _finish, call, on_done, None, None)
+        _end_when_collected(self, call, on_done)
 
     def _self_done(self, error: BaseException | None = None) -> None:
         _finish(self._self_call, self._self_on_done, error, self._self_error_type)

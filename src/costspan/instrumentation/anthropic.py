@@ -108,11 +108,6 @@ class AnthropicInstrumentor(BaseInstrumentor):  # type: ignore[misc]
 # --- helpers ----------------------------------------------------------------------------------
 
 
-def _use(call: CallSpan) -> Any:
-    """The call's span is current (nested spans, e.g. httpx instrumentation, parent under it)."""
-    return call.current()
-
-
 # The call whose request is being made: the SDK's own span for it is replaced (see `_sdk_call_span`).
 _ACTIVE_CALL: contextvars.ContextVar[CallSpan | None] = contextvars.ContextVar(
     "costspan_anthropic_call", default=None
@@ -203,8 +198,7 @@ def _provider(client: Any) -> str:
     return PROVIDER_ANTHROPIC
 
 
-def _server_attributes(client: Any) -> dict[str, Any]:
-    base_url = getattr(client, "base_url", None)
+def _server_attributes(base_url: Any) -> dict[str, Any]:
     host = getattr(base_url, "host", None)
     if not isinstance(host, str) or not host:
         return {}
@@ -214,46 +208,79 @@ def _server_attributes(client: Any) -> dict[str, Any]:
     return {"server.address": host, "server.port": port}
 
 
-def _request_options(args: Any, kwargs: Any) -> Any:
-    """`options` of `request(cast_to, options, *, stream=False, stream_cls=None)`."""
-    return args[1] if len(args) > 1 else kwargs.get("options")
+# Keyed by id(client.base_url): (that URL object, the client's class, server attributes, provider).
+# Reading the URL's host and port and the provider costs ~15k instructions per call. A client's
+# `base_url` setter stores a new URL object, and the entry holds its URL object (so its id is not
+# reused while the entry exists): an identity check keeps an entry correct. Bounded: cleared when full.
+_CLIENT_FACTS: dict[int, tuple[Any, type, dict[str, Any], str]] = {}
+_CLIENT_FACTS_MAX = 256
 
 
-def _admit(call: CallSpan, args: Any, kwargs: Any) -> None:
+def _client_facts(client: Any) -> tuple[dict[str, Any], str]:
+    """The client's server attributes (a fresh dict) and provider name."""
+    base_url = getattr(client, "base_url", None)
+    cached = _CLIENT_FACTS.get(id(base_url))
+    if cached is not None and cached[0] is base_url and cached[1] is type(client):
+        return dict(cached[2]), cached[3]
+    server = _server_attributes(base_url)
+    provider = _provider(client)
+    if base_url is not None:
+        if len(_CLIENT_FACTS) >= _CLIENT_FACTS_MAX:
+            _CLIENT_FACTS.clear()
+        _CLIENT_FACTS[id(base_url)] = (base_url, type(client), server, provider)
+    return dict(server), provider
+
+
+def _admit(call: CallSpan, options: Any) -> None:
     """Budgets (`call.admit`): may raise BudgetExceeded before the request is sent; a downgrade
     swaps the model in the request body (`options.json_data`, where the SDK reads it, also to build
     Bedrock and Vertex URLs)."""
-    options = _request_options(args, kwargs)
     body = getattr(options, "json_data", None)
-    admitted = call.admit(body if isinstance(body, dict) else {})
-    if isinstance(body, dict) and admitted.get("model") != body.get("model"):
+    is_dict = isinstance(body, dict)
+    admitted = call.admit(body if is_dict else {})
+    if is_dict and admitted is not body and admitted.get("model") != body.get("model"):
         try:
             options.json_data = admitted
         except Exception as exc:
             FAULTS.record("anthropic budget downgrade", exc)
 
 
-def _start(state: Instrumentation, client: Any, args: Any, kwargs: Any) -> CallSpan | None:
+def _number(value: Any) -> Any:
+    """A request's numeric parameter, else None (bool is not a number here)."""
+    return value if isinstance(value, int | float) and not isinstance(value, bool) else None
+
+
+def _start(state: Instrumentation, client: Any, options: Any) -> CallSpan | None:
     """The call's span, or None when this request is not a Messages call or the span could not be
     started (the SDK call then runs unobserved). The one place where a call starts."""
     try:
-        options = _request_options(args, kwargs)
         if not _is_messages_call(options):
             return None
         body = getattr(options, "json_data", None)
         # anthropic 2.x has no typed sampling parameters: callers send them in `extra_body`.
         extra = getattr(options, "extra_json", None)
-        request: dict[str, Any] = _server_attributes(client)
-        for field, key in _NUMERIC_REQUEST:
-            value = _get(extra, field)
-            if value is None:
-                value = _get(body, field)
-            if isinstance(value, int | float) and not isinstance(value, bool):
-                request[key] = value
-        stop = _get(body, "stop_sequences")
+        request, provider = _client_facts(client)
+        if extra is None and isinstance(body, dict):  # the usual request: one dict to read
+            for field, key in _NUMERIC_REQUEST:
+                if field in body:
+                    value = _number(body[field])
+                    if value is not None:
+                        request[key] = value
+            stop = body.get("stop_sequences")
+            model = body.get("model")
+        else:
+            for field, key in _NUMERIC_REQUEST:
+                value = _get(extra, field)
+                if value is None:
+                    value = _get(body, field)
+                value = _number(value)
+                if value is not None:
+                    request[key] = value
+            stop = _get(body, "stop_sequences")
+            model = _get(body, "model")
         if isinstance(stop, list | tuple) and stop and all(isinstance(s, str) for s in stop):
             request["gen_ai.request.stop_sequences"] = tuple(stop)
-        return state.start_call(OPERATION_CHAT, _provider(client), _str(_get(body, "model")), request)
+        return state.start_call(OPERATION_CHAT, provider, _str(model), request)
     except Exception as exc:
         FAULTS.record("anthropic call start", exc)
         return None
@@ -280,11 +307,24 @@ def _error_type(exc: BaseException) -> str:
 _USAGE_FIELDS = ("input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
 
 
+def _count(value: Any) -> int | None:
+    return value if type(value) is int else _int(value)
+
+
 def _usage_counts(usage: Any) -> dict[str, int]:
-    counts = {field: value for field in _USAGE_FIELDS if (value := _int(_get(usage, field))) is not None}
-    thinking = _int(_get(_get(usage, "output_tokens_details"), "thinking_tokens"))
-    if thinking is not None:
-        counts["thinking_tokens"] = thinking
+    counts: dict[str, int] = {}
+    if usage is None:
+        return counts
+    is_dict = isinstance(usage, dict)
+    for field in _USAGE_FIELDS:
+        value = _count(usage.get(field) if is_dict else getattr(usage, field, None))
+        if value is not None:
+            counts[field] = value
+    details = usage.get("output_tokens_details") if is_dict else getattr(usage, "output_tokens_details", None)
+    if details is not None:
+        thinking = _int(_get(details, "thinking_tokens"))
+        if thinking is not None:
+            counts["thinking_tokens"] = thinking
     return counts
 
 
@@ -307,13 +347,24 @@ def _set_usage(call: CallSpan, counts: dict[str, int]) -> None:
 
 def _record_message(call: CallSpan, message: Any) -> None:
     try:
-        stop_reason = _str(_get(message, "stop_reason"))
+        if isinstance(message, dict):
+            stop_reason, model, message_id = (
+                message.get("stop_reason"),
+                message.get("model"),
+                message.get("id"),
+            )
+            usage = message.get("usage")
+        else:
+            stop_reason = getattr(message, "stop_reason", None)
+            model = getattr(message, "model", None)
+            message_id = getattr(message, "id", None)
+            usage = getattr(message, "usage", None)
+        stop_reason = _str(stop_reason)
         call.set_response(
-            response_model=_str(_get(message, "model")),
-            response_id=_str(_get(message, "id")),
+            response_model=_str(model),
+            response_id=_str(message_id),
             finish_reasons=[stop_reason] if stop_reason else None,
         )
-        usage = _get(message, "usage")
         if usage is not None:
             _set_usage(call, _usage_counts(usage))
     except Exception as exc:
@@ -447,13 +498,14 @@ def _handle_result(call: CallSpan, result: Any) -> Any:
 
 def _sync_wrapper(state: Instrumentation) -> Callable[..., Any]:
     def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-        call = _start(state, instance, args, kwargs)
+        options = args[1] if len(args) > 1 else kwargs.get("options")
+        call = _start(state, instance, options)
         if call is None:
             return wrapped(*args, **kwargs)
-        _admit(call, args, kwargs)  # budgets: may raise BudgetExceeded or swap the model
+        _admit(call, options)  # budgets: may raise BudgetExceeded or swap the model
         token = _ACTIVE_CALL.set(call)
         try:
-            with _use(call):
+            with call.current():  # nested spans (e.g. httpx instrumentation) parent under it
                 result = wrapped(*args, **kwargs)
         except BaseException as exc:
             call.end(exc, error_type=_error_type(exc))
@@ -467,13 +519,14 @@ def _sync_wrapper(state: Instrumentation) -> Callable[..., Any]:
 
 def _async_wrapper(state: Instrumentation) -> Callable[..., Any]:
     async def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-        call = _start(state, instance, args, kwargs)
+        options = args[1] if len(args) > 1 else kwargs.get("options")
+        call = _start(state, instance, options)
         if call is None:
             return await wrapped(*args, **kwargs)
-        _admit(call, args, kwargs)  # budgets: may raise BudgetExceeded or swap the model
+        _admit(call, options)  # budgets: may raise BudgetExceeded or swap the model
         token = _ACTIVE_CALL.set(call)
         try:
-            with _use(call):
+            with call.current():  # nested spans (e.g. httpx instrumentation) parent under it
                 result = await wrapped(*args, **kwargs)
         except BaseException as exc:
             call.end(exc, error_type=_error_type(exc))

@@ -20,6 +20,7 @@ STATUS_INVALID_USAGE = "invalid_usage"
 # Tally slots: one list of ints per call or span subtree.
 (COST, LLM_CALLS, FAILED, UNPRICED, INPUT, OUTPUT, CACHE_READ, CACHE_WRITE, REASONING, TOOL_CALLS) = range(10)
 TALLY_SIZE = 10
+_UNRESOLVED: Any = object()
 _UNPRICED_STATUSES = frozenset({attrs.STATUS_UNKNOWN_MODEL, STATUS_INVALID_USAGE})
 
 
@@ -45,6 +46,10 @@ class CallPricer:
 
     def __init__(self, rate_card: RateCard) -> None:
         self.rate_card = rate_card
+        # A card whose `price` is overridden (a subclass) is always asked through `price`.
+        self._price_objects = type(rate_card).price is RateCard.price
+        # (provider, model) -> the card's price object: the card is immutable.
+        self._pricers: dict[tuple[str | None, str], Any] = {}
         self._unknown_models = LogOnce()
         self._invalid_usage = LogOnce()
 
@@ -102,21 +107,35 @@ class CallPricer:
         out: dict[str, Any],
     ) -> list[int]:
         """Price a call's validated usage into its tally (counts already in it); attributes to `out`."""
+        inp, outp, cache_read, cache_write, reasoning = usage
         try:
-            price = (
-                self.rate_card.price(
+            if model is None:
+                price = None
+            elif not self._price_objects or cache_read + cache_write > inp or reasoning > outp:
+                # Impossible usage: the card's own check raises the ValueError that names it.
+                price = self.rate_card.price(
                     provider,
                     model,
-                    input_tokens=usage.input_tokens,
-                    output_tokens=usage.output_tokens,
-                    cache_read_tokens=usage.cache_read_tokens,
-                    cache_write_tokens=usage.cache_write_tokens,
-                    reasoning_tokens=usage.reasoning_tokens,
+                    input_tokens=inp,
+                    output_tokens=outp,
+                    cache_read_tokens=cache_read,
+                    cache_write_tokens=cache_write,
+                    reasoning_tokens=reasoning,
                     start_time_ns=start_time_ns,
                 )
-                if model is not None
-                else None
-            )
+            else:
+                key = (provider, model)
+                pricer = self._pricers.get(key, _UNRESOLVED)
+                if pricer is _UNRESOLVED:
+                    pricer = self.rate_card.pricer_for(provider, model)
+                    if len(self._pricers) >= RateCard.CACHE_SIZE:
+                        self._pricers.clear()
+                    self._pricers[key] = pricer
+                price = (
+                    pricer.cost(inp, outp, cache_read, cache_write, reasoning, start_time_ns)
+                    if pricer is not None
+                    else None
+                )
         except ValueError as exc:
             self._invalid_usage.warn(
                 f"{model}:{exc}",
@@ -138,16 +157,17 @@ class CallPricer:
             out[attrs.COST_STATUS] = attrs.STATUS_UNKNOWN_MODEL
             tally[UNPRICED] = 1
             return tally
-        tally[COST] = price.total
-        out[attrs.GEN_AI_USAGE_COST] = usd(price.total)
-        for part, key in (
-            (price.input, attrs.COST_INPUT_USD),
-            (price.output, attrs.COST_OUTPUT_USD),
-            (price.cache_read, attrs.COST_CACHE_READ_USD),
-            (price.cache_write, attrs.COST_CACHE_WRITE_USD),
-        ):
-            if part:
-                out[key] = usd(part)
+        tally[COST] = total = price.total
+        out[attrs.GEN_AI_USAGE_COST] = total / UNITS_PER_USD
+        # Only the parts that carry a cost (no zero attributes).
+        if price.input:
+            out[attrs.COST_INPUT_USD] = price.input / UNITS_PER_USD
+        if price.output:
+            out[attrs.COST_OUTPUT_USD] = price.output / UNITS_PER_USD
+        if price.cache_read:
+            out[attrs.COST_CACHE_READ_USD] = price.cache_read / UNITS_PER_USD
+        if price.cache_write:
+            out[attrs.COST_CACHE_WRITE_USD] = price.cache_write / UNITS_PER_USD
         out[attrs.COST_STATUS] = attrs.STATUS_PRICED
         out[attrs.PRICE_SOURCE] = price.source
         return tally

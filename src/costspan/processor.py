@@ -21,8 +21,6 @@ import weakref
 from collections.abc import Mapping
 from typing import Any
 
-from opentelemetry import baggage, trace
-from opentelemetry import context as context_api
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import (
     ConcurrentMultiSpanProcessor,
@@ -32,7 +30,6 @@ from opentelemetry.sdk.trace import (
     SynchronousMultiSpanProcessor,
 )
 from opentelemetry.trace import StatusCode
-from opentelemetry.trace import propagation as trace_propagation
 
 from costspan import attributes as attrs
 from costspan.attribution_values import clean_attribution
@@ -51,6 +48,7 @@ from costspan.call_pricing import (
     CallPricer,
     usd,
 )
+from costspan.context_access import baggage_of, current_context, span_of
 from costspan.faults import FaultCounter
 from costspan.pricing import RateCard, set_shared_rate_card, shared_rate_card
 from costspan.usage import is_llm_call
@@ -101,23 +99,6 @@ def _sdk_has_on_ending() -> bool:
         return False
 
 
-def _baggage_of(ctx: Context) -> Mapping[str, object]:
-    # Reading the context's baggage entry directly skips building a read-only view per span.
-    if _BAGGAGE_KEY is None:
-        return baggage.get_all(ctx)
-    entries = ctx.get(_BAGGAGE_KEY)
-    return entries if isinstance(entries, dict) else _NO_BAGGAGE
-
-
-def _parent_span(ctx: Context) -> object:
-    if _SPAN_KEY is None:
-        return trace.get_current_span(ctx)
-    return ctx.get(_SPAN_KEY)
-
-
-_BAGGAGE_KEY: str | None = getattr(baggage, "_BAGGAGE_KEY", None)
-_SPAN_KEY: str | None = getattr(trace_propagation, "_SPAN_KEY", None)
-_NO_BAGGAGE: Mapping[str, object] = {}
 _FORWARDING_PROCESSORS = (SynchronousMultiSpanProcessor, ConcurrentMultiSpanProcessor)
 
 
@@ -203,12 +184,12 @@ class CostSpanProcessor(SpanProcessor):
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         try:
-            ctx = parent_context if parent_context is not None else context_api.get_current()
-            entries = _baggage_of(ctx)
+            ctx = parent_context if parent_context is not None else current_context()
+            entries = baggage_of(ctx)
             if entries:
                 self._stamp_attribution(span, entries)
             node_attr = self._node_attr
-            parent = getattr(_parent_span(ctx), node_attr, None)
+            parent = getattr(span_of(ctx), node_attr, None)
             if parent is not None:
                 parent.has_children = True
             node = _Node(parent)

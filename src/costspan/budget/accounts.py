@@ -183,7 +183,7 @@ def wall_clock_now() -> float:
 class Registry:
     """Budgets declared in configuration (by task type and by customer) and the default ledger."""
 
-    __slots__ = ("customers", "ledger", "tasks")
+    __slots__ = ("customers", "empty", "ledger", "tasks")
 
     def __init__(
         self,
@@ -194,10 +194,8 @@ class Registry:
         self.tasks = tasks or {}
         self.customers = customers or {}
         self.ledger: Ledger = ledger if ledger is not None else InMemoryLedger()
-
-    @property
-    def empty(self) -> bool:
-        return not self.tasks and not self.customers
+        # Checked before every LLM call; the tables are never changed after construction.
+        self.empty = not self.tasks and not self.customers
 
     def for_call(
         self, attribution: dict[str, str] | object, now: float

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
+from itertools import islice
 from typing import Any
 
-from opentelemetry import context as context_api
 from opentelemetry import trace
 from opentelemetry.metrics import MeterProvider
 from opentelemetry.sdk.trace import Span as SDKSpan
@@ -21,6 +21,7 @@ from costspan import __version__
 from costspan import attributes as attrs
 from costspan.attribution_values import clean_attribution
 from costspan.budget import gate as budget_gate
+from costspan.budget.accounts import ENTERED_ANY, REGISTRY
 from costspan.call_pricing import (
     CACHE_READ,
     CACHE_WRITE,
@@ -33,11 +34,12 @@ from costspan.call_pricing import (
     TALLY_SIZE,
     CallPricer,
 )
+from costspan.context_access import attach_span, baggage_of, current_context, detach
 from costspan.faults import FaultCounter
 from costspan.instrumentation._sampling import ignores_attributes, sampler_of
 from costspan.metrics import DEFAULT_COST_DIMENSIONS, CallMetrics
 from costspan.pricing import RateCard, shared_rate_card
-from costspan.processor import CALL_TALLY_ATTR, _baggage_of, _put_valid
+from costspan.processor import CALL_TALLY_ATTR, _put_valid
 from costspan.usage import MAX_TOKENS, Usage, model_of, provider_of
 
 FAULTS = FaultCounter()
@@ -110,8 +112,8 @@ class CallSpan:
 
     __slots__ = (
         "_attribution",
-        "_on_span",
         "_pending_end",
+        "_start_count",
         "_started",
         "_state",
         "_usage",
@@ -131,31 +133,38 @@ class CallSpan:
         self._state = state
         self._pending_end = [True]  # popped by the first end(): list.pop is atomic
         self._usage: tuple[int | None, ...] | None = None
-        self.attributes: dict[str, Any] = {
+        attributes: dict[str, Any] = {
             attrs.GEN_AI_OPERATION_NAME: operation,
             attrs.GEN_AI_PROVIDER_NAME: provider,
         }
         if request_model:
-            self.attributes[attrs.GEN_AI_REQUEST_MODEL] = request_model
-        self.attributes.update({k: v for k, v in request_attributes.items() if v is not None})
-        self._attribution = clean_attribution(
-            _baggage_of(context_api.get_current())
-        )  # metric dimensions: bounded values
+            attributes[attrs.GEN_AI_REQUEST_MODEL] = request_model
+        for key, value in request_attributes.items():
+            if value is not None:
+                attributes[key] = value
+        self.attributes = attributes
+        # Attributes added later (response, usage, cost: never a request key) come after these in
+        # the dict's order: the end writes only those.
+        self._start_count = len(attributes)
+        entries = baggage_of(current_context())
+        self._attribution = clean_attribution(entries) if entries else _NO_ATTRIBUTION  # metric dimensions
         self.budget: budget_gate.CallBudget | None = None  # set by admit(): where the cost is charged
         self._started = time.perf_counter()
         name = f"{operation} {request_model}" if request_model else operation
-        self.span: Span = state.start_span(name, self.attributes)
-        self._on_span = dict(self.attributes)  # what start_span wrote: not written again at the end
+        self.span: Span = state.start_span(name, attributes)
 
     def admit(self, kwargs: dict[str, Any]) -> dict[str, Any]:
         """The budget hook: call it in the wrapper after the span started, before the SDK sends the
         request, and send what it returns (the model is swapped when a budget downgrades it). Raises
         `costspan.BudgetExceeded` (after ending this span as failed) when a budget refuses the call:
         the one exception a hook lets through. See costspan.budget.gate."""
+        if not ENTERED_ANY[0] and REGISTRY[0].empty:  # no budget anywhere: the common case
+            return kwargs
         return budget_gate.admit(self, kwargs)
 
     def set(self, key: str, value: Any) -> None:
-        """Record a response attribute (written to the span when the call ends)."""
+        """Record a response attribute (written to the span when the call ends); never a key the
+        call started with."""
         if value is not None:
             self.attributes[key] = value
 
@@ -166,10 +175,13 @@ class CallSpan:
         response_id: str | None = None,
         finish_reasons: list[str] | tuple[str, ...] | None = None,
     ) -> None:
-        self.set(attrs.GEN_AI_RESPONSE_MODEL, response_model or None)
-        self.set("gen_ai.response.id", response_id or None)
+        attributes = self.attributes
+        if response_model:
+            attributes[attrs.GEN_AI_RESPONSE_MODEL] = response_model
+        if response_id:
+            attributes["gen_ai.response.id"] = response_id
         if finish_reasons:
-            self.attributes["gen_ai.response.finish_reasons"] = tuple(finish_reasons)
+            attributes["gen_ai.response.finish_reasons"] = tuple(finish_reasons)
 
     def set_usage(
         self,
@@ -182,14 +194,17 @@ class CallSpan:
     ) -> None:
         """Usage in GenAI semconv terms: input includes cached tokens, output includes reasoning."""
         self._usage = (input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens)
-        self.set(attrs.GEN_AI_USAGE_INPUT_TOKENS, input_tokens)
-        self.set(attrs.GEN_AI_USAGE_OUTPUT_TOKENS, output_tokens)
+        attributes = self.attributes
+        if input_tokens is not None:
+            attributes[attrs.GEN_AI_USAGE_INPUT_TOKENS] = input_tokens
+        if output_tokens is not None:
+            attributes[attrs.GEN_AI_USAGE_OUTPUT_TOKENS] = output_tokens
         if cache_read_tokens:
-            self.attributes[attrs.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] = cache_read_tokens
+            attributes[attrs.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] = cache_read_tokens
         if cache_write_tokens:
-            self.attributes[attrs.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS] = cache_write_tokens
+            attributes[attrs.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS] = cache_write_tokens
         if reasoning_tokens:
-            self.attributes[attrs.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS] = reasoning_tokens
+            attributes[attrs.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS] = reasoning_tokens
 
     def end(self, error: BaseException | None = None, *, error_type: str | None = None) -> None:
         """Price, record metrics and end the span. Only the first call has an effect."""
@@ -208,8 +223,8 @@ class CallSpan:
 
     def current(self) -> _Current:
         """`with call.current():` the call's span is current (spans made inside parent under it).
-        `trace.use_span` without its exception handling, which the calls do not use: ~15k
-        instructions less per call than its two generator-based context managers."""
+        `trace.use_span` without its exception handling, which the calls do not use, attaching
+        through `costspan.context_access`."""
         return _Current(self.span)
 
     @property
@@ -237,16 +252,18 @@ class CallSpan:
                 self.budget.charge(tally[COST])
             except Exception as exc:
                 FAULTS.record("budget charge", exc)
-        self.attributes.update(out)
-        _write_new(span, self.attributes, self._on_span)
+        attributes = self.attributes
+        attributes.update(out)
+        if len(attributes) > self._start_count:
+            _write(span, dict(islice(attributes.items(), self._start_count, None)))
         metrics = self._state.metrics
         if metrics.recording():
             metrics.record(
-                self.attributes,
+                attributes,
                 self._attribution,
                 duration,
-                self.attributes.get(attrs.GEN_AI_USAGE_INPUT_TOKENS),
-                self.attributes.get(attrs.GEN_AI_USAGE_OUTPUT_TOKENS),
+                attributes.get(attrs.GEN_AI_USAGE_INPUT_TOKENS),
+                attributes.get(attrs.GEN_AI_USAGE_OUTPUT_TOKENS),
                 out.get(attrs.GEN_AI_USAGE_COST),
                 error_type,
             )
@@ -262,7 +279,8 @@ class CallSpan:
         pricer = self._state.pricer
         if usage is None or not _valid_counts(usage):
             return pricer.price_llm(self.attributes, failed, start_ns, out)
-        counts = Usage(*(count or 0 for count in usage))
+        inp, outp, cache_read, cache_write, reasoning = usage
+        counts = Usage(inp or 0, outp or 0, cache_read or 0, cache_write or 0, reasoning or 0)
         tally = [0] * TALLY_SIZE
         tally[LLM_CALLS] = 1
         if failed:
@@ -279,14 +297,17 @@ class _Current:
         self._span = span
 
     def __enter__(self) -> None:
-        self._token = context_api.attach(trace.set_span_in_context(self._span))
+        self._token = attach_span(self._span)
 
     def __exit__(self, *exc_info: object) -> None:
-        context_api.detach(self._token)
+        detach(self._token)
 
 
 _MISSING = object()
+_NO_ATTRIBUTION: dict[str, str] = {}
 _PLAIN_TYPES = frozenset((str, int, float, bool))
+# Span classes known to be the SDK's (an isinstance against its ABC base costs ~1k instructions).
+_SDK_SPAN_TYPES: set[type] = set()
 
 
 def _valid_counts(usage: tuple[int | None, ...]) -> bool:
@@ -302,25 +323,30 @@ def _valid_counts(usage: tuple[int | None, ...]) -> bool:
 def _all_plain(values: Iterable[Any]) -> bool:
     """Values the SDK would store as they are (no conversion, no dropping)."""
     for value in values:
-        kind = type(value)
-        if kind not in _PLAIN_TYPES and not (kind is tuple and all(type(item) is str for item in value)):
+        if type(value) not in _PLAIN_TYPES and not (
+            type(value) is tuple and all(type(item) is str for item in value)
+        ):
             return False
     return True
 
 
-def _write_new(span: Span, attributes: dict[str, Any], on_span: dict[str, Any]) -> None:
-    """Write to the span the attributes it does not carry yet.
-
-    Each attribute through `Span.set_attributes` is validated (thousands of instructions); the
-    values written here are plain, so they go straight into the span's attribute dict where the
-    SDK would neither truncate nor evict (`costspan.processor._put_valid`), else through the SDK.
-    """
-    new = {key: value for key, value in attributes.items() if on_span.get(key, _MISSING) is not value}
-    if new:
-        _write(span, new)
+def _is_sdk_span(span: Span) -> bool:
+    kind = type(span)
+    if kind in _SDK_SPAN_TYPES:
+        return True
+    if isinstance(span, SDKSpan):
+        _SDK_SPAN_TYPES.add(kind)
+        return True
+    return False
 
 
 def _write(span: Span, attributes: dict[str, Any]) -> None:
-    if isinstance(span, SDKSpan) and _all_plain(attributes.values()) and _put_valid(span, attributes):
+    """Write attributes to a recording span.
+
+    Each attribute through `Span.set_attributes` is validated (~7k instructions); plain values go
+    straight into the span's attribute dict where the SDK would neither truncate nor evict
+    (`costspan.processor._put_valid`), anything else through the SDK.
+    """
+    if _is_sdk_span(span) and _all_plain(attributes.values()) and _put_valid(span, attributes):
         return
     span.set_attributes(attributes)

@@ -25,7 +25,6 @@ import importlib
 import logging
 import weakref
 from collections.abc import Callable, Collection
-from contextlib import suppress
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -33,6 +32,7 @@ import wrapt
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 from opentelemetry.instrumentation.utils import unwrap
 
+from costspan.context_access import attach_span, detach
 from costspan.instrumentation._call import FAULTS, CallSpan, Instrumentation
 from costspan.instrumentation._stream import AsyncStreamProxy, SyncStreamProxy
 from costspan.instrumentation._values import get_field as _get
@@ -64,24 +64,27 @@ _METHODS = (
     ("openai.resources.embeddings", "AsyncEmbeddings", "create", EMBEDDINGS, True),
 )
 
+# Request field -> attribute, per API.
 _NUMERIC_REQUEST = {
-    CHAT: (
-        ("max_completion_tokens", "gen_ai.request.max_tokens"),
-        ("max_tokens", "gen_ai.request.max_tokens"),
-        ("temperature", "gen_ai.request.temperature"),
-        ("top_p", "gen_ai.request.top_p"),
-        ("frequency_penalty", "gen_ai.request.frequency_penalty"),
-        ("presence_penalty", "gen_ai.request.presence_penalty"),
-        ("seed", "gen_ai.request.seed"),
-        ("n", "gen_ai.request.choice.count"),
-    ),
-    RESPONSES: (
-        ("max_output_tokens", "gen_ai.request.max_tokens"),
-        ("temperature", "gen_ai.request.temperature"),
-        ("top_p", "gen_ai.request.top_p"),
-    ),
-    EMBEDDINGS: (("dimensions", "gen_ai.embeddings.dimension.count"),),
+    CHAT: {
+        "max_completion_tokens": "gen_ai.request.max_tokens",
+        "max_tokens": "gen_ai.request.max_tokens",
+        "temperature": "gen_ai.request.temperature",
+        "top_p": "gen_ai.request.top_p",
+        "frequency_penalty": "gen_ai.request.frequency_penalty",
+        "presence_penalty": "gen_ai.request.presence_penalty",
+        "seed": "gen_ai.request.seed",
+        "n": "gen_ai.request.choice.count",
+    },
+    RESPONSES: {
+        "max_output_tokens": "gen_ai.request.max_tokens",
+        "temperature": "gen_ai.request.temperature",
+        "top_p": "gen_ai.request.top_p",
+    },
+    EMBEDDINGS: {"dimensions": "gen_ai.embeddings.dimension.count"},
 }
+# Deprecated fields that give way to their replacement when a request sends both.
+_FALLBACK_FIELDS = frozenset({"max_tokens"})
 
 
 class OpenAIInstrumentor(BaseInstrumentor):  # type: ignore[misc]
@@ -148,11 +151,6 @@ def _number(value: Any) -> int | float | None:
     return value
 
 
-def _use(call: CallSpan) -> Any:
-    """The call's span is current (nested spans, e.g. httpx instrumentation, parent under it)."""
-    return call.current()
-
-
 class _SDKClasses:
     """The openai classes the hooks test against, imported once (a `from openai import ...` inside
     a function runs importlib's `_handle_fromlist` on every call)."""
@@ -171,6 +169,11 @@ class _SDKClasses:
         self.legacy_response = LegacyAPIResponse
         self.api_response = APIResponse
         self.async_api_response = AsyncAPIResponse
+        from openai.types import CompletionUsage
+        from openai.types.chat import ChatCompletion
+
+        self.chat_completion = ChatCompletion
+        self.completion_usage = CompletionUsage
 
 
 _SDK: list[_SDKClasses] = []
@@ -209,25 +212,26 @@ def _is_azure(client: Any, host: str | None) -> bool:
         return False
 
 
-# Per client: (the base_url object it was derived from, server attributes, provider name).
-# `urlsplit(str(base_url))` and the Azure check cost ~50k instructions; a client's `base_url`
-# setter stores a new URL object, so an identity check keeps the entry correct.
-_CLIENT_FACTS: weakref.WeakKeyDictionary[Any, tuple[Any, dict[str, Any], str]] = weakref.WeakKeyDictionary()
+# Keyed by id(client.base_url): (that URL object, the client's class, server attributes, provider).
+# `urlsplit(str(base_url))` and the Azure check cost ~50k instructions. A client's `base_url` setter
+# stores a new URL object, and the entry holds its URL object (so its id is not reused while the
+# entry exists): an identity check keeps an entry correct. Bounded: cleared when full.
+_CLIENT_FACTS: dict[int, tuple[Any, type, dict[str, Any], str]] = {}
+_CLIENT_FACTS_MAX = 256
 
 
 def _client_facts(client: Any) -> tuple[dict[str, Any], str]:
     """The client's server attributes (a fresh dict) and provider name."""
     base_url = getattr(client, "base_url", None)
-    try:
-        cached = _CLIENT_FACTS.get(client)
-    except TypeError:  # not weak-referenceable or not hashable
-        cached = None
-    if cached is not None and cached[0] is base_url:
-        return dict(cached[1]), cached[2]
+    cached = _CLIENT_FACTS.get(id(base_url))
+    if cached is not None and cached[0] is base_url and cached[1] is type(client):
+        return dict(cached[2]), cached[3]
     server, host = _server_attributes(client)
     provider = PROVIDER_AZURE if _is_azure(client, host) else PROVIDER_OPENAI
-    with suppress(TypeError):
-        _CLIENT_FACTS[client] = (base_url, server, provider)
+    if base_url is not None:
+        if len(_CLIENT_FACTS) >= _CLIENT_FACTS_MAX:
+            _CLIENT_FACTS.clear()
+        _CLIENT_FACTS[id(base_url)] = (base_url, type(client), server, provider)
     return dict(server), provider
 
 
@@ -235,14 +239,15 @@ def _start(state: Instrumentation, instance: Any, api: str, kwargs: dict[str, An
     """The call's span, or None if it could not be started (the SDK call then runs unobserved)."""
     try:
         request, provider = _client_facts(_client(instance))
-        for field, key in _NUMERIC_REQUEST[api]:
-            value = kwargs.get(field)
-            if value is not None and key not in request:
-                value = _number(value)
-                if value is not None:
+        numeric = _NUMERIC_REQUEST[api]
+        for field in kwargs:  # a few keys: cheaper than looking up every field the API has
+            key = numeric.get(field)
+            if key is not None:
+                value = _number(kwargs[field])
+                if value is not None and (field not in _FALLBACK_FIELDS or key not in request):
                     request[key] = value
-        if api == CHAT:
-            stop = kwargs.get("stop")
+        if api == CHAT and "stop" in kwargs:
+            stop = kwargs["stop"]
             if isinstance(stop, str):
                 stop = [stop]
             if isinstance(stop, list | tuple) and stop and all(isinstance(s, str) for s in stop):
@@ -280,10 +285,8 @@ def _is_given(value: Any) -> bool:
 _AZURE_STREAM_OPTIONS_SINCE = "2024-09-01"
 
 
-def _request_usage(api: str, kwargs: dict[str, Any], instance: Any) -> tuple[dict[str, Any], bool]:
+def _request_usage(kwargs: dict[str, Any], instance: Any) -> tuple[dict[str, Any], bool]:
     """For a chat stream: kwargs that ask for usage, and whether costspan added that request."""
-    if api != CHAT or kwargs.get("stream") is not True:
-        return kwargs, False
     try:
         api_version = getattr(_client(instance), "_api_version", None)
         if isinstance(api_version, str) and api_version[:10] < _AZURE_STREAM_OPTIONS_SINCE:
@@ -345,9 +348,38 @@ def _responses_finish_reasons(response: Any) -> list[str]:
     return []
 
 
+def _record_chat_completion(call: CallSpan, response: Any) -> None:
+    """A typed ChatCompletion (the common case): plain attribute reads, no per-field helpers."""
+    call.set_response(
+        response_model=_str(response.model),
+        response_id=_str(response.id),
+        finish_reasons=[
+            r for r in (c.finish_reason for c in response.choices or ()) if isinstance(r, str) and r
+        ],
+    )
+    usage = response.usage
+    if usage is None:
+        return
+    if type(usage) is not _sdk().completion_usage:
+        _set_chat_usage(call, usage)
+        return
+    prompt_details = usage.prompt_tokens_details
+    completion_details = usage.completion_tokens_details
+    call.set_usage(
+        input_tokens=_int(usage.prompt_tokens),
+        output_tokens=_int(usage.completion_tokens),
+        cache_read_tokens=_int(prompt_details.cached_tokens) if prompt_details is not None else None,
+        reasoning_tokens=_int(completion_details.reasoning_tokens)
+        if completion_details is not None
+        else None,
+    )
+
+
 def _record(call: CallSpan, api: str, response: Any) -> None:
     try:
-        if api == CHAT:
+        if api == CHAT and type(response) is _sdk().chat_completion:
+            _record_chat_completion(call, response)
+        elif api == CHAT:
             reasons = [
                 r for r in (_str(_get(c, "finish_reason")) for c in _get(response, "choices") or ()) if r
             ]
@@ -543,13 +575,42 @@ class _AsyncStreamingAPIResponse(_StreamingAPIResponse):
             self._self_call.end()
 
 
+# What a create() can return, by result class (found once per class by `_result_kind`).
+_PARSED, _STREAM, _LEGACY_RESPONSE, _ASYNC_API_RESPONSE, _API_RESPONSE = range(5)
+_RESULT_KINDS: dict[type, int] = {}
+
+
+def _result_kind(result: Any) -> int:
+    kind = _RESULT_KINDS.get(type(result))
+    if kind is None:
+        sdk = _sdk()
+        if isinstance(result, sdk.streams):
+            kind = _STREAM
+        elif isinstance(result, sdk.legacy_response):
+            kind = _LEGACY_RESPONSE
+        elif isinstance(result, sdk.async_api_response):
+            kind = _ASYNC_API_RESPONSE
+        elif isinstance(result, sdk.api_response):
+            kind = _API_RESPONSE
+        else:
+            kind = _PARSED
+        if len(_RESULT_KINDS) < 1024:
+            _RESULT_KINDS[type(result)] = kind
+    return kind
+
+
 def _handle_result(call: CallSpan, api: str, result: Any, hide_usage: bool) -> Any:
     """Record the response (or wrap the stream) and return what the caller gets. Never raises."""
     try:
+        kind = _result_kind(result)
+        if kind == _PARSED:
+            _record(call, api, result)
+            call.end()
+            return result
         sdk = _sdk()
-        if isinstance(result, sdk.streams):
+        if kind == _STREAM:
             return _stream_proxy(call, api, hide_usage, result)
-        if isinstance(result, sdk.legacy_response):  # with_raw_response
+        if kind == _LEGACY_RESPONSE:  # with_raw_response
             parsed = result.parse()
             if isinstance(parsed, sdk.streams):
                 # The caller's `.parse()` returns the cached object: cache the proxy instead.
@@ -558,9 +619,9 @@ def _handle_result(call: CallSpan, api: str, result: Any, hide_usage: bool) -> A
             _record(call, api, parsed)
             call.end()
             return result
-        if isinstance(result, sdk.async_api_response):  # with_streaming_response (async)
+        if kind == _ASYNC_API_RESPONSE:  # with_streaming_response (async)
             return _AsyncStreamingAPIResponse(result, call, api, hide_usage)
-        if isinstance(result, sdk.api_response):  # with_streaming_response
+        if kind == _API_RESPONSE:  # with_streaming_response
             return _StreamingAPIResponse(result, call, api, hide_usage)
     except Exception as exc:
         FAULTS.record("openai response", exc)
@@ -577,13 +638,17 @@ def _sync_wrapper(state: Instrumentation, api: str, switch: _Switch) -> Callable
         if call is None:
             return wrapped(*args, **kwargs)
         kwargs = call.admit(kwargs)  # budgets: may raise BudgetExceeded or swap the model
-        kwargs, hide_usage = _request_usage(api, kwargs, instance)
+        hide_usage = False
+        if api == CHAT and kwargs.get("stream") is True:
+            kwargs, hide_usage = _request_usage(kwargs, instance)
+        token = attach_span(call.span)  # spans made inside the SDK call parent under the call's
         try:
-            with _use(call):
-                result = wrapped(*args, **kwargs)
+            result = wrapped(*args, **kwargs)
         except BaseException as exc:
+            detach(token)
             call.end(exc, error_type=_error_type(exc))
             raise
+        detach(token)
         return _handle_result(call, api, result, hide_usage)
 
     return wrapper
@@ -595,13 +660,17 @@ def _async_wrapper(state: Instrumentation, api: str, switch: _Switch) -> Callabl
         if call is None:
             return await wrapped(*args, **kwargs)
         kwargs = call.admit(kwargs)  # budgets: may raise BudgetExceeded or swap the model
-        kwargs, hide_usage = _request_usage(api, kwargs, instance)
+        hide_usage = False
+        if api == CHAT and kwargs.get("stream") is True:
+            kwargs, hide_usage = _request_usage(kwargs, instance)
+        token = attach_span(call.span)  # spans made inside the SDK call parent under the call's
         try:
-            with _use(call):
-                result = await wrapped(*args, **kwargs)
+            result = await wrapped(*args, **kwargs)
         except BaseException as exc:
+            detach(token)
             call.end(exc, error_type=_error_type(exc))
             raise
+        detach(token)
         return _handle_result(call, api, result, hide_usage)
 
     return wrapper

@@ -167,6 +167,12 @@ class RateCard:
             start_time_ns,
         )
 
+    def pricer_for(self, provider: str | None, model: str) -> Pricer | None:
+        """The (cached) price object for a model, or None if unknown: ``.cost(input, output,
+        cache_read, cache_write, reasoning, start_time_ns)`` with counts already validated as
+        ``price()`` validates them."""
+        return self._lookup(provider, model)
+
     def is_known(self, provider: str | None, model: str) -> bool:
         """Whether this card has any price for the model (at some time)."""
         return self._lookup(provider, model) is not None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from decimal import Decimal
 from fractions import Fraction
+from operator import itemgetter
 
 UNITS_PER_USD = 10**24
 # A per-MTok price scaled by this is the cost of ONE token in units (1e-24 USD / 1e-6 tokens).
@@ -23,7 +24,7 @@ def units_to_decimal(units: int) -> Decimal:
     return Decimal(units).scaleb(-24)
 
 
-class PriceBreakdown:
+class PriceBreakdown(tuple):  # type: ignore[type-arg]
     """Cost of one call, split by token kind, in units of 1e-24 USD.
 
     ``total == input + output + cache_read + cache_write + request_fee`` always holds.
@@ -31,20 +32,15 @@ class PriceBreakdown:
     a flat per-call fee (genai-prices ``requests_kcount``), 0 for almost every model.
     ``source`` says where the price came from: ``"genai-prices 0.2.3"``, ``"override:<file name>"``
     or ``"override:<mapping>"``.
+
+    Immutable. A tuple underneath because one is built per priced call: setting seven attributes
+    on a frozen object costs about ten times as much.
     """
 
-    __slots__ = ("cache_read", "cache_write", "input", "output", "request_fee", "source", "total")
+    __slots__ = ()
 
-    input: int
-    output: int
-    cache_read: int
-    cache_write: int
-    request_fee: int
-    total: int
-    source: str
-
-    def __init__(
-        self,
+    def __new__(
+        cls,
         *,
         input: int = 0,
         output: int = 0,
@@ -52,36 +48,41 @@ class PriceBreakdown:
         cache_write: int = 0,
         request_fee: int = 0,
         source: str,
-    ) -> None:
-        setter = object.__setattr__
-        setter(self, "input", input)
-        setter(self, "output", output)
-        setter(self, "cache_read", cache_read)
-        setter(self, "cache_write", cache_write)
-        setter(self, "request_fee", request_fee)
-        setter(self, "total", input + output + cache_read + cache_write + request_fee)
-        setter(self, "source", source)
+    ) -> PriceBreakdown:
+        total = input + output + cache_read + cache_write + request_fee
+        return tuple.__new__(cls, (input, output, cache_read, cache_write, request_fee, total, source))
 
-    def __setattr__(self, name: str, value: object) -> None:
-        raise AttributeError(f"{type(self).__name__} is immutable")
+    @classmethod
+    def of(
+        cls, input: int, output: int, cache_read: int, cache_write: int, request_fee: int, source: str
+    ) -> PriceBreakdown:
+        """Positional constructor for the pricing hot path (keyword calls cost more)."""
+        total = input + output + cache_read + cache_write + request_fee
+        return tuple.__new__(cls, (input, output, cache_read, cache_write, request_fee, total, source))
 
-    def __delattr__(self, name: str) -> None:
-        raise AttributeError(f"{type(self).__name__} is immutable")
+    input = property(itemgetter(0), doc="uncached input tokens' cost")
+    output = property(itemgetter(1), doc="output tokens' cost, reasoning included")
+    cache_read = property(itemgetter(2))
+    cache_write = property(itemgetter(3))
+    request_fee = property(itemgetter(4))
+    total = property(itemgetter(5))
+    source = property(itemgetter(6))
 
     @property
     def total_usd(self) -> Decimal:
         return units_to_decimal(self.total)
 
-    def _key(self) -> tuple[int, int, int, int, int, str]:
-        return (self.input, self.output, self.cache_read, self.cache_write, self.request_fee, self.source)
-
     def __eq__(self, other: object) -> bool:
         if not isinstance(other, PriceBreakdown):
             return NotImplemented
-        return self._key() == other._key()
+        return tuple.__eq__(self, other)
 
-    def __hash__(self) -> int:
-        return hash(self._key())
+    def __ne__(self, other: object) -> bool:
+        if not isinstance(other, PriceBreakdown):
+            return NotImplemented
+        return tuple.__ne__(self, other)
+
+    __hash__ = tuple.__hash__
 
     def __repr__(self) -> str:
         return (

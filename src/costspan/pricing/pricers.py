@@ -28,8 +28,9 @@ class CompiledPricer:
         self.source = source
 
     def cost(self, inp: int, out: int, cr: int, cw: int, rs: int, ts_ns: int) -> PriceBreakdown:
-        price = self.model.select(ts_ns)
-        r_in, r_cr, r_cw, r_out, r_rs, fee = price.rates_for(inp)
+        model = self.model
+        price = model.first if not model.conditional else model.select(ts_ns)
+        r_in, r_cr, r_cw, r_out, r_rs, fee = price.rates_for(inp) if price.tiers else price.base
         uncached = inp
         cache_read = cache_write = reasoning = 0
         if price.cr_priced:
@@ -42,13 +43,8 @@ class CompiledPricer:
         if price.rs_priced:
             plain_out -= rs
             reasoning = rs * r_rs
-        return PriceBreakdown(
-            input=uncached * r_in,
-            output=plain_out * r_out + reasoning,
-            cache_read=cache_read,
-            cache_write=cache_write,
-            request_fee=fee,
-            source=self.source,
+        return PriceBreakdown.of(
+            uncached * r_in, plain_out * r_out + reasoning, cache_read, cache_write, fee, self.source
         )
 
 

@@ -146,10 +146,12 @@ def _server_of_url(base_url: str) -> tuple[tuple[str, Any], ...]:
 def _start(state: Instrumentation, instance: Any, operation: str, kwargs: dict[str, Any]) -> CallSpan | None:
     """The call's span, or None if it could not be started (the SDK call then runs unobserved)."""
     try:
-        api_client = _api_client(instance)
+        api_client = getattr(instance, "_api_client", None)
         request: dict[str, Any] = _server_attributes(api_client)
         config = kwargs.get("config")
-        if operation == OPERATION_GENERATE:
+        if config is None:
+            pass
+        elif operation == OPERATION_GENERATE:
             for field, key in _CONFIG_ATTRIBUTES:
                 value = _get(config, field)
                 if isinstance(value, (int, float)) and not isinstance(value, bool):
@@ -194,12 +196,23 @@ def _finish_reason(value: Any) -> str | None:
     return text.lower() if text else None
 
 
+def _count(value: Any) -> int | None:
+    return value if type(value) is int else _int(value)
+
+
 def _set_generate_usage(call: CallSpan, usage: Any) -> None:
-    prompt = _int(_get(usage, "prompt_token_count"))
-    candidates = _int(_get(usage, "candidates_token_count"))
-    thoughts = _int(_get(usage, "thoughts_token_count"))
-    cached = _int(_get(usage, "cached_content_token_count"))
-    tool_use = _int(_get(usage, "tool_use_prompt_token_count"))
+    if isinstance(usage, dict):
+        prompt = _count(usage.get("prompt_token_count"))
+        candidates = _count(usage.get("candidates_token_count"))
+        thoughts = _count(usage.get("thoughts_token_count"))
+        cached = _count(usage.get("cached_content_token_count"))
+        tool_use = _count(usage.get("tool_use_prompt_token_count"))
+    else:
+        prompt = _count(getattr(usage, "prompt_token_count", None))
+        candidates = _count(getattr(usage, "candidates_token_count", None))
+        thoughts = _count(getattr(usage, "thoughts_token_count", None))
+        cached = _count(getattr(usage, "cached_content_token_count", None))
+        tool_use = _count(getattr(usage, "tool_use_prompt_token_count", None))
     if prompt is None and candidates is None and thoughts is None and tool_use is None:
         return
     call.set_usage(
@@ -212,20 +225,19 @@ def _set_generate_usage(call: CallSpan, usage: Any) -> None:
 
 def _record_response(call: CallSpan, response: Any, hops: _Hops | None = None) -> None:
     try:
-        finish_reasons = [
-            reason
-            for reason in (
-                _finish_reason(_get(c, "finish_reason")) for c in _get(response, "candidates") or ()
-            )
-            if reason
-        ]
+        finish_reasons = []
+        for candidate in _get(response, "candidates") or ():
+            reason = _finish_reason(_get(candidate, "finish_reason"))
+            if reason:
+                finish_reasons.append(reason)
         call.set_response(
             response_model=_strip_model(_get(response, "model_version")),
             response_id=_get(response, "response_id"),
             finish_reasons=finish_reasons,
         )
-        total = hops.total() if hops is not None else None
-        usage = total if total is not None else _get(response, "usage_metadata")
+        usage = hops.total() if hops is not None else None
+        if usage is None:
+            usage = _get(response, "usage_metadata")
         if usage is not None:
             _set_generate_usage(call, usage)
     except Exception as exc:
@@ -282,9 +294,13 @@ class _Hops:
         self.usages.append(usage)
         return len(self.usages) - 1
 
-    def total(self) -> dict[str, int | None] | None:
-        """Summed usage over the requests, or None when no request reported any (or none was seen)."""
-        present = [u for u in self.usages if u is not None]
+    def total(self) -> Any:
+        """Summed usage over the requests (one request's: its usage as the SDK gave it), or None when
+        no request reported any (or none was seen)."""
+        usages = self.usages
+        if len(usages) == 1:  # the usual call: one request, nothing to sum
+            return usages[0]
+        present = [u for u in usages if u is not None]
         if not present:
             return None
         out: dict[str, int | None] = {}

@@ -157,19 +157,20 @@ class CallPricer:
             out[attrs.COST_STATUS] = attrs.STATUS_UNKNOWN_MODEL
             tally[UNPRICED] = 1
             return tally
-        tally[COST] = total = price.total
+        input_units, output_units, cache_read_units, cache_write_units, _fee, total, source = price
+        tally[COST] = total
         out[attrs.GEN_AI_USAGE_COST] = total / UNITS_PER_USD
         # Only the parts that carry a cost (no zero attributes).
-        if price.input:
-            out[attrs.COST_INPUT_USD] = price.input / UNITS_PER_USD
-        if price.output:
-            out[attrs.COST_OUTPUT_USD] = price.output / UNITS_PER_USD
-        if price.cache_read:
-            out[attrs.COST_CACHE_READ_USD] = price.cache_read / UNITS_PER_USD
-        if price.cache_write:
-            out[attrs.COST_CACHE_WRITE_USD] = price.cache_write / UNITS_PER_USD
+        if input_units:
+            out[attrs.COST_INPUT_USD] = input_units / UNITS_PER_USD
+        if output_units:
+            out[attrs.COST_OUTPUT_USD] = output_units / UNITS_PER_USD
+        if cache_read_units:
+            out[attrs.COST_CACHE_READ_USD] = cache_read_units / UNITS_PER_USD
+        if cache_write_units:
+            out[attrs.COST_CACHE_WRITE_USD] = cache_write_units / UNITS_PER_USD
         out[attrs.COST_STATUS] = attrs.STATUS_PRICED
-        out[attrs.PRICE_SOURCE] = price.source
+        out[attrs.PRICE_SOURCE] = source
         return tally
 
     def _rejects_cost(self, cost: float, out: dict[str, Any]) -> bool:

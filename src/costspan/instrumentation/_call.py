@@ -112,6 +112,7 @@ class CallSpan:
 
     __slots__ = (
         "_attribution",
+        "_late_unchecked",
         "_pending_end",
         "_start_count",
         "_started",
@@ -133,6 +134,9 @@ class CallSpan:
         self._state = state
         self._pending_end = [True]  # popped by the first end(): list.pop is atomic
         self._usage: tuple[int | None, ...] | None = None
+        # Set when a value added after the start may not be plain (see `_all_plain`): the end then
+        # checks every value before writing straight into the span.
+        self._late_unchecked = False
         attributes: dict[str, Any] = {
             attrs.GEN_AI_OPERATION_NAME: operation,
             attrs.GEN_AI_PROVIDER_NAME: provider,
@@ -167,6 +171,8 @@ class CallSpan:
         call started with."""
         if value is not None:
             self.attributes[key] = value
+            if type(value) not in _PLAIN_TYPES:
+                self._late_unchecked = True
 
     def set_response(
         self,
@@ -178,10 +184,18 @@ class CallSpan:
         attributes = self.attributes
         if response_model:
             attributes[attrs.GEN_AI_RESPONSE_MODEL] = response_model
+            if type(response_model) is not str:
+                self._late_unchecked = True
         if response_id:
             attributes["gen_ai.response.id"] = response_id
+            if type(response_id) is not str:
+                self._late_unchecked = True
         if finish_reasons:
-            attributes["gen_ai.response.finish_reasons"] = tuple(finish_reasons)
+            reasons = tuple(finish_reasons)
+            attributes["gen_ai.response.finish_reasons"] = reasons
+            for reason in reasons:
+                if type(reason) is not str:
+                    self._late_unchecked = True
 
     def set_usage(
         self,
@@ -193,7 +207,10 @@ class CallSpan:
         reasoning_tokens: int | None = None,
     ) -> None:
         """Usage in GenAI semconv terms: input includes cached tokens, output includes reasoning."""
-        self._usage = (input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens)
+        usage = (input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens)
+        self._usage = usage
+        if not _valid_counts(usage):
+            self._late_unchecked = True
         attributes = self.attributes
         if input_tokens is not None:
             attributes[attrs.GEN_AI_USAGE_INPUT_TOKENS] = input_tokens
@@ -255,7 +272,10 @@ class CallSpan:
         attributes = self.attributes
         attributes.update(out)
         if len(attributes) > self._start_count:
-            _write(span, dict(islice(attributes.items(), self._start_count, None)))
+            late = dict(islice(attributes.items(), self._start_count, None))
+            # Values from the typed setters and from pricing are plain unless a setter said not.
+            if self._late_unchecked or not (_is_sdk_span(span) and _put_valid(span, late)):
+                _write(span, late)
         metrics = self._state.metrics
         if metrics.recording():
             metrics.record(
@@ -277,7 +297,7 @@ class CallSpan:
         attributes) when it is plain and in range; else from the attributes, as the processor would."""
         usage = self._usage
         pricer = self._state.pricer
-        if usage is None or not _valid_counts(usage):
+        if usage is None or (self._late_unchecked and not _valid_counts(usage)):
             return pricer.price_llm(self.attributes, failed, start_ns, out)
         inp, outp, cache_read, cache_write, reasoning = usage
         counts = Usage(inp or 0, outp or 0, cache_read or 0, cache_write or 0, reasoning or 0)
@@ -321,12 +341,17 @@ def _valid_counts(usage: tuple[int | None, ...]) -> bool:
 
 
 def _all_plain(values: Iterable[Any]) -> bool:
-    """Values the SDK would store as they are (no conversion, no dropping)."""
+    """Values the SDK would store as they are (no conversion, no dropping). Plain loops: a
+    generator per tuple value would cost more than the rest of the check."""
     for value in values:
-        if type(value) not in _PLAIN_TYPES and not (
-            type(value) is tuple and all(type(item) is str for item in value)
-        ):
+        kind = type(value)
+        if kind in _PLAIN_TYPES:
+            continue
+        if kind is not tuple:
             return False
+        for item in value:
+            if type(item) is not str:
+                return False
     return True
 
 

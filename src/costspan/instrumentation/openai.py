@@ -350,28 +350,33 @@ def _responses_finish_reasons(response: Any) -> list[str]:
 
 def _record_chat_completion(call: CallSpan, response: Any) -> None:
     """A typed ChatCompletion (the common case): plain attribute reads, no per-field helpers."""
+    reasons = [choice.finish_reason for choice in response.choices or ()]
     call.set_response(
         response_model=_str(response.model),
         response_id=_str(response.id),
-        finish_reasons=[
-            r for r in (c.finish_reason for c in response.choices or ()) if isinstance(r, str) and r
-        ],
+        finish_reasons=[reason for reason in reasons if isinstance(reason, str) and reason],
     )
     usage = response.usage
-    if usage is None:
-        return
+    if usage is not None:
+        _set_any_chat_usage(call, usage)
+
+
+def _set_any_chat_usage(call: CallSpan, usage: Any) -> None:
+    """Chat usage: a typed `CompletionUsage` read with plain attribute access, else field by field."""
     if type(usage) is not _sdk().completion_usage:
         _set_chat_usage(call, usage)
         return
+    prompt = _int(usage.prompt_tokens)
+    completion = _int(usage.completion_tokens)
+    if prompt is None and completion is None:
+        return
     prompt_details = usage.prompt_tokens_details
-    completion_details = usage.completion_tokens_details
+    output_details = usage.completion_tokens_details
     call.set_usage(
-        input_tokens=_int(usage.prompt_tokens),
-        output_tokens=_int(usage.completion_tokens),
+        input_tokens=prompt,
+        output_tokens=completion,
         cache_read_tokens=_int(prompt_details.cached_tokens) if prompt_details is not None else None,
-        reasoning_tokens=_int(completion_details.reasoning_tokens)
-        if completion_details is not None
-        else None,
+        reasoning_tokens=_int(output_details.reasoning_tokens) if output_details is not None else None,
     )
 
 
@@ -423,7 +428,7 @@ class _ChatStreamState:
         self.finish_reasons: dict[int, str] = {}
 
     def on_item(self, chunk: Any) -> bool:
-        # Runs for every chunk: plain getattr on the SDK's chunk objects, `_get` only for dicts.
+        # Runs for every chunk (~8 per short answer): no helper calls on the common path.
         if type(chunk) is dict:
             return self._on_dict(chunk)
         model = getattr(chunk, "model", None)
@@ -433,51 +438,53 @@ class _ChatStreamState:
         if isinstance(response_id, str) and response_id:
             self.response_id = response_id
         choices = getattr(chunk, "choices", None)
+        usage = getattr(chunk, "usage", None)
         if choices:
-            for position, choice in enumerate(choices):
-                reason = getattr(choice, "finish_reason", None)
-                if reason:
-                    self._finish_reason(choice, position, reason)
-        return self._on_usage(chunk, choices, getattr(chunk, "usage", None))
+            for choice in choices:
+                if getattr(choice, "finish_reason", None):
+                    self._finish_reasons(choices)
+                    break
+        if usage is not None:
+            self.usage = usage
+            # The usage-only chunk costspan asked for is hidden.
+            return bool(choices) or not self.hide_usage
+        if self.hide_usage:
+            # costspan's include_usage makes the API send `"usage": null` on every other chunk: an
+            # uninstrumented caller would not have that field set.
+            fields_set = getattr(chunk, "__pydantic_fields_set__", None)
+            if isinstance(fields_set, set):
+                fields_set.discard("usage")
+        return True
+
+    def _finish_reasons(self, choices: Any) -> None:
+        for position, choice in enumerate(choices):
+            reason = _str(_get(choice, "finish_reason"))
+            if reason:
+                index = _get(choice, "index")
+                self.finish_reasons[index if isinstance(index, int) else position] = reason
 
     def _on_dict(self, chunk: dict[str, Any]) -> bool:
         self.response_model = _str(chunk.get("model")) or self.response_model
         self.response_id = _str(chunk.get("id")) or self.response_id
         choices = chunk.get("choices")
-        for position, choice in enumerate(choices or ()):
-            reason = _get(choice, "finish_reason")
-            if reason:
-                self._finish_reason(choice, position, reason)
-        return self._on_usage(chunk, choices, chunk.get("usage"))
-
-    def _finish_reason(self, choice: Any, position: int, reason: Any) -> None:
-        reason = _str(reason)
-        if reason:
-            index = _get(choice, "index")
-            self.finish_reasons[index if isinstance(index, int) else position] = reason
-
-    def _on_usage(self, chunk: Any, choices: Any, usage: Any) -> bool:
+        if choices:
+            self._finish_reasons(choices)
+        usage = chunk.get("usage")
         if usage is not None:
             self.usage = usage
-        if not self.hide_usage:
-            return True
-        if not choices and usage is not None:
-            return False  # the usage-only chunk costspan asked for
-        # costspan's include_usage makes the API send `"usage": null` on every other chunk: an
-        # uninstrumented caller would not have that field set.
-        fields_set = getattr(chunk, "__pydantic_fields_set__", None)
-        if usage is None and isinstance(fields_set, set):
-            fields_set.discard("usage")
+            return bool(choices) or not self.hide_usage
         return True
 
     def on_done(self) -> None:
-        self.call.set_response(
+        call = self.call
+        reasons = self.finish_reasons
+        call.set_response(
             response_model=self.response_model,
             response_id=self.response_id,
-            finish_reasons=[self.finish_reasons[i] for i in sorted(self.finish_reasons)],
+            finish_reasons=[reasons[i] for i in sorted(reasons)] if reasons else None,
         )
         if self.usage is not None:
-            _set_chat_usage(self.call, self.usage)
+            _set_any_chat_usage(call, self.usage)
 
 
 _RESPONSE_EVENTS_WITH_RESPONSE = frozenset(

@@ -22,9 +22,11 @@ caller did not ask for it, it is added to the request and the extra usage-only c
 from __future__ import annotations
 
 import importlib
+import inspect
+import json
 import logging
 import weakref
-from collections.abc import Callable, Collection
+from collections.abc import AsyncIterator, Callable, Collection, Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -487,6 +489,74 @@ class _ChatStreamState:
             _set_any_chat_usage(call, self.usage)
 
 
+def _is_usage_event(data: Any) -> bool:
+    """Whether an SSE event's data may be the usage-only chunk (a substring test: every other chunk
+    of a stream that asked for usage says `"usage":null`)."""
+    return (
+        type(data) is str and '"usage"' in data and '"usage":null' not in data and '"usage": null' not in data
+    )
+
+
+def _usage_of_event(data: str) -> Any:
+    """The usage of the usage-only chunk (no choices), else None."""
+    try:
+        chunk = json.loads(data)
+    except ValueError:
+        return None
+    if type(chunk) is dict and not chunk.get("choices") and type(chunk.get("usage")) is dict:
+        return chunk["usage"]
+    return None
+
+
+def _not_started(iterator: Any) -> bool:
+    frame = iterator.ag_frame
+    return frame is not None and frame.f_lasti <= 0
+
+
+def _take_usage_event(stream: Any, state: _ChatStreamState) -> None:
+    """Read the usage-only chunk costspan asked for off the SSE events, before the SDK builds a
+    typed chunk of it that the caller would never see.
+
+    Uses the SDK's private `Stream._iter_events` (openai 3.0 to 3.54), which its `__stream__`
+    generator calls at the first chunk: replaced on this stream instance only, before the
+    iteration starts. Anything else (a stream already started, another shape) keeps the SDK's
+    path, and the proxy hides the typed usage chunk as before.
+    """
+    try:
+        read_events = getattr(type(stream), "_iter_events", None)
+        iterator = getattr(stream, "_iterator", None)
+        if read_events is None or "_iter_events" in vars(stream):
+            return
+        if inspect.isgenerator(iterator) and inspect.getgeneratorstate(iterator) == inspect.GEN_CREATED:
+
+            def events() -> Iterator[Any]:
+                for event in read_events(stream):
+                    if _is_usage_event(event.data):
+                        usage = _usage_of_event(event.data)
+                        if usage is not None:
+                            state.usage = usage
+                            continue
+                    yield event
+
+            stream._iter_events = events
+        elif (
+            inspect.isasyncgen(iterator) and iterator.ag_frame is not None and iterator.ag_frame.f_lasti <= 0
+        ):
+
+            async def async_events() -> AsyncIterator[Any]:
+                async for event in read_events(stream):
+                    if _is_usage_event(event.data):
+                        usage = _usage_of_event(event.data)
+                        if usage is not None:
+                            state.usage = usage
+                            continue
+                    yield event
+
+            stream._iter_events = async_events
+    except Exception as exc:
+        FAULTS.record("openai stream usage event", exc)
+
+
 _RESPONSE_EVENTS_WITH_RESPONSE = frozenset(
     {
         "response.created",
@@ -522,6 +592,8 @@ class _ResponsesStreamState:
 def _stream_proxy(call: CallSpan, api: str, hide_usage: bool, stream: Any) -> Any:
     """The SDK's Stream/AsyncStream, proxied so that the call's span ends with the stream."""
     state = _ChatStreamState(call, hide_usage) if api == CHAT else _ResponsesStreamState(call)
+    if hide_usage and api == CHAT:
+        _take_usage_event(stream, state)  # type: ignore[arg-type]
     proxy_cls = AsyncStreamProxy if isinstance(stream, _sdk().async_stream) else SyncStreamProxy
     return proxy_cls(stream, call, state.on_item, state.on_done, _error_type)
 

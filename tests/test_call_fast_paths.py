@@ -5,6 +5,7 @@ Real openai SDK against the local fake server; real SDK tracer and meter provide
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator, Sequence
 from decimal import Decimal
 from typing import Any
@@ -204,3 +205,66 @@ def test_a_card_whose_price_is_overridden_is_always_asked_through_price() -> Non
     )
     assert card.asked == 1
     assert tally[0] > 0
+
+
+def _counting_chunk_builds(client: Any) -> list[int]:
+    """Counts the typed objects the SDK builds from SSE events (its `_process_response_data`)."""
+    built = [0]
+    build = client._process_response_data
+
+    def counting(*args: Any, **kwargs: Any) -> Any:
+        built[0] += 1
+        return build(*args, **kwargs)
+
+    client._process_response_data = counting
+    return built
+
+
+def test_the_usage_chunk_costspan_asked_for_is_never_built_by_the_sdk(server) -> None:
+    provider, exporter = _pipeline()
+    instrumentor = OpenAIInstrumentor()
+    instrumentor.instrument(tracer_provider=provider)
+    try:
+        client = OpenAI(api_key="test", base_url=server.base_url + "/v1", max_retries=0)
+        built = _counting_chunk_builds(client)
+        chunks = list(
+            client.chat.completions.create(
+                model="gpt-4o", messages=[{"role": "user", "content": "hi"}], stream=True
+            )
+        )
+        client.close()
+    finally:
+        instrumentor.uninstrument()
+    assert chunks and all(chunk.choices for chunk in chunks)
+    assert built[0] == len(chunks)  # no typed object for the hidden usage-only chunk
+    (span,) = exporter.get_finished_spans()
+    assert span.attributes[A.GEN_AI_USAGE_INPUT_TOKENS] == INPUT
+    assert span.attributes[A.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] == CACHED
+    assert span.attributes[A.GEN_AI_USAGE_COST] == pytest.approx(COST, rel=1e-12)
+
+
+def test_async_streams_read_the_usage_chunk_off_the_events_too(server) -> None:
+    from openai import AsyncOpenAI
+
+    provider, exporter = _pipeline()
+    instrumentor = OpenAIInstrumentor()
+    instrumentor.instrument(tracer_provider=provider)
+
+    async def run() -> tuple[list[Any], int]:
+        client = AsyncOpenAI(api_key="test", base_url=server.base_url + "/v1", max_retries=0)
+        built = _counting_chunk_builds(client)
+        stream = await client.chat.completions.create(
+            model="gpt-4o", messages=[{"role": "user", "content": "hi"}], stream=True
+        )
+        chunks = [chunk async for chunk in stream]
+        await client.close()
+        return chunks, built[0]
+
+    try:
+        chunks, built = asyncio.run(run())
+    finally:
+        instrumentor.uninstrument()
+    assert chunks and built == len(chunks)
+    (span,) = exporter.get_finished_spans()
+    assert span.attributes[A.GEN_AI_USAGE_OUTPUT_TOKENS] == OUTPUT
+    assert span.attributes[A.GEN_AI_USAGE_COST] == pytest.approx(COST, rel=1e-12)

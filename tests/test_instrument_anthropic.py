@@ -919,3 +919,18 @@ def test_entry_point() -> None:
     if not installed:
         pytest.skip("costspan's installed metadata predates the entry point: reinstall (pip install -e .)")
     assert installed[0].load() is AnthropicInstrumentor
+
+
+def test_server_attributes_follow_a_changed_base_url(observed, instrumented, server) -> None:
+    # The instrumentor caches what it reads from a client; a client pointed elsewhere is re-read.
+    with FakeProviderServer() as other:
+        add_anthropic_routes(other, usage=USAGE, text=TEXT)
+        client = make_client(server)
+        client.messages.create(**KW)
+        client.base_url = other.base_url
+        client.messages.create(**KW)
+        client.close()
+    first, second = observed.llm_spans()
+    assert first.attributes["server.port"] == server.port
+    assert second.attributes["server.port"] == other.port
+    assert len(other.requests) == 1

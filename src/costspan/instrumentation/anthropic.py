@@ -36,6 +36,7 @@ from opentelemetry.instrumentation.utils import unwrap
 from opentelemetry.trace import NonRecordingSpan
 
 from costspan.instrumentation._call import FAULTS, CallSpan, Instrumentation
+from costspan.instrumentation._client_facts import ClientFacts
 from costspan.instrumentation._stream import AsyncStreamProxy, SyncStreamProxy
 from costspan.instrumentation._values import get_field as _get
 from costspan.instrumentation._values import non_empty_str as _str
@@ -208,27 +209,12 @@ def _server_attributes(base_url: Any) -> dict[str, Any]:
     return {"server.address": host, "server.port": port}
 
 
-# Keyed by id(client.base_url): (that URL object, the client's class, server attributes, provider).
-# Reading the URL's host and port and the provider costs ~15k instructions per call. A client's
-# `base_url` setter stores a new URL object, and the entry holds its URL object (so its id is not
-# reused while the entry exists): an identity check keeps an entry correct. Bounded: cleared when full.
-_CLIENT_FACTS: dict[int, tuple[Any, type, dict[str, Any], str]] = {}
-_CLIENT_FACTS_MAX = 256
+def _derive_facts(client: Any, base_url: Any) -> tuple[dict[str, Any], str]:
+    # Reading the URL's host and port and the provider costs ~15k instructions: once per base URL.
+    return _server_attributes(base_url), _provider(client)
 
 
-def _client_facts(client: Any) -> tuple[dict[str, Any], str]:
-    """The client's server attributes (a fresh dict) and provider name."""
-    base_url = getattr(client, "base_url", None)
-    cached = _CLIENT_FACTS.get(id(base_url))
-    if cached is not None and cached[0] is base_url and cached[1] is type(client):
-        return dict(cached[2]), cached[3]
-    server = _server_attributes(base_url)
-    provider = _provider(client)
-    if base_url is not None:
-        if len(_CLIENT_FACTS) >= _CLIENT_FACTS_MAX:
-            _CLIENT_FACTS.clear()
-        _CLIENT_FACTS[id(base_url)] = (base_url, type(client), server, provider)
-    return dict(server), provider
+_CLIENT_FACTS = ClientFacts(_derive_facts)
 
 
 def _admit(call: CallSpan, options: Any) -> None:
@@ -259,7 +245,7 @@ def _start(state: Instrumentation, client: Any, options: Any) -> CallSpan | None
         body = getattr(options, "json_data", None)
         # anthropic 2.x has no typed sampling parameters: callers send them in `extra_body`.
         extra = getattr(options, "extra_json", None)
-        request, provider = _client_facts(client)
+        request, provider = _CLIENT_FACTS.of(client)
         if extra is None and isinstance(body, dict):  # the usual request: one dict to read
             for field, key in _NUMERIC_REQUEST:
                 if field in body:

@@ -36,6 +36,7 @@ from opentelemetry.instrumentation.utils import unwrap
 
 from costspan.context_access import attach_span, detach
 from costspan.instrumentation._call import FAULTS, CallSpan, Instrumentation
+from costspan.instrumentation._client_facts import ClientFacts
 from costspan.instrumentation._stream import AsyncStreamProxy, SyncStreamProxy
 from costspan.instrumentation._values import get_field as _get
 from costspan.instrumentation._values import non_empty_str as _str
@@ -214,33 +215,19 @@ def _is_azure(client: Any, host: str | None) -> bool:
         return False
 
 
-# Keyed by id(client.base_url): (that URL object, the client's class, server attributes, provider).
-# `urlsplit(str(base_url))` and the Azure check cost ~50k instructions. A client's `base_url` setter
-# stores a new URL object, and the entry holds its URL object (so its id is not reused while the
-# entry exists): an identity check keeps an entry correct. Bounded: cleared when full.
-_CLIENT_FACTS: dict[int, tuple[Any, type, dict[str, Any], str]] = {}
-_CLIENT_FACTS_MAX = 256
-
-
-def _client_facts(client: Any) -> tuple[dict[str, Any], str]:
-    """The client's server attributes (a fresh dict) and provider name."""
-    base_url = getattr(client, "base_url", None)
-    cached = _CLIENT_FACTS.get(id(base_url))
-    if cached is not None and cached[0] is base_url and cached[1] is type(client):
-        return dict(cached[2]), cached[3]
+def _derive_facts(client: Any, base_url: Any) -> tuple[dict[str, Any], str]:
+    # `urlsplit(str(base_url))` and the Azure check cost ~50k instructions: once per base URL.
     server, host = _server_attributes(client)
-    provider = PROVIDER_AZURE if _is_azure(client, host) else PROVIDER_OPENAI
-    if base_url is not None:
-        if len(_CLIENT_FACTS) >= _CLIENT_FACTS_MAX:
-            _CLIENT_FACTS.clear()
-        _CLIENT_FACTS[id(base_url)] = (base_url, type(client), server, provider)
-    return dict(server), provider
+    return server, PROVIDER_AZURE if _is_azure(client, host) else PROVIDER_OPENAI
+
+
+_CLIENT_FACTS = ClientFacts(_derive_facts)
 
 
 def _start(state: Instrumentation, instance: Any, api: str, kwargs: dict[str, Any]) -> CallSpan | None:
     """The call's span, or None if it could not be started (the SDK call then runs unobserved)."""
     try:
-        request, provider = _client_facts(_client(instance))
+        request, provider = _CLIENT_FACTS.of(_client(instance))
         numeric = _NUMERIC_REQUEST[api]
         for field in kwargs:  # a few keys: cheaper than looking up every field the API has
             key = numeric.get(field)
@@ -497,15 +484,19 @@ def _is_usage_event(data: Any) -> bool:
     )
 
 
-def _usage_of_event(data: str) -> Any:
-    """The usage of the usage-only chunk (no choices), else None."""
+def _took_usage(event: Any, state: _ChatStreamState) -> bool:
+    """If the SSE event is the usage-only chunk (no choices), its usage goes to the state: True."""
+    data = event.data
+    if not _is_usage_event(data):
+        return False
     try:
         chunk = json.loads(data)
     except ValueError:
-        return None
+        return False
     if type(chunk) is dict and not chunk.get("choices") and type(chunk.get("usage")) is dict:
-        return chunk["usage"]
-    return None
+        state.usage = chunk["usage"]
+        return True
+    return False
 
 
 def _not_started(iterator: Any) -> bool:
@@ -531,12 +522,8 @@ def _take_usage_event(stream: Any, state: _ChatStreamState) -> None:
 
             def events() -> Iterator[Any]:
                 for event in read_events(stream):
-                    if _is_usage_event(event.data):
-                        usage = _usage_of_event(event.data)
-                        if usage is not None:
-                            state.usage = usage
-                            continue
-                    yield event
+                    if not _took_usage(event, state):
+                        yield event
 
             stream._iter_events = events
         elif (
@@ -545,12 +532,8 @@ def _take_usage_event(stream: Any, state: _ChatStreamState) -> None:
 
             async def async_events() -> AsyncIterator[Any]:
                 async for event in read_events(stream):
-                    if _is_usage_event(event.data):
-                        usage = _usage_of_event(event.data)
-                        if usage is not None:
-                            state.usage = usage
-                            continue
-                    yield event
+                    if not _took_usage(event, state):
+                        yield event
 
             stream._iter_events = async_events
     except Exception as exc:

@@ -1,0 +1,39 @@
+"""What an instrumentor derives from a provider SDK client (server attributes, provider name),
+computed once per client base URL instead of on every call."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+Facts = tuple[dict[str, Any], str]  # server attributes, provider name
+
+
+class ClientFacts:
+    """`facts.of(client)`: `derive(client, base_url)` cached by the client's `base_url` object.
+
+    Keyed by id(base_url); the entry holds that URL object (so its id is not reused while the entry
+    exists) and the client's class. A client's `base_url` setter stores a new URL object, so an
+    identity check keeps an entry correct. A plain dict (a WeakKeyDictionary builds a weakref per
+    lookup), cleared when full.
+    """
+
+    __slots__ = ("_derive", "_entries", "_maxsize")
+
+    def __init__(self, derive: Callable[[Any, Any], Facts], maxsize: int = 256) -> None:
+        self._derive = derive
+        self._entries: dict[int, tuple[Any, type, dict[str, Any], str]] = {}
+        self._maxsize = maxsize
+
+    def of(self, client: Any) -> Facts:
+        """The client's server attributes (a fresh dict the caller may extend) and provider name."""
+        base_url = getattr(client, "base_url", None)
+        cached = self._entries.get(id(base_url))
+        if cached is not None and cached[0] is base_url and cached[1] is type(client):
+            return dict(cached[2]), cached[3]
+        server, provider = self._derive(client, base_url)
+        if base_url is not None:
+            if len(self._entries) >= self._maxsize:
+                self._entries.clear()
+            self._entries[id(base_url)] = (base_url, type(client), server, provider)
+        return dict(server), provider

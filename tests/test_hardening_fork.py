@@ -129,5 +129,25 @@ def test_fork_while_another_thread_holds_the_ledger_lock(preforked: Any) -> None
     assert read_child(pid, fd, timeout_s=5)["calls"] == 2
 
 
+def test_fork_while_another_thread_holds_a_fault_counter_lock() -> None:
+    """The fault counters every hook reports to are given a fresh lock in the child, like the ledger."""
+    from costspan.instrumentation._call import FAULTS
+
+    read_end, write_end = os.pipe()
+    with FAULTS._lock:
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - runs in the child
+            status = 1
+            try:
+                os.close(read_end)
+                FAULTS.record("child hook", RuntimeError("boom"))
+                os.write(write_end, json.dumps({"child hook": FAULTS.counts()["child hook"]}).encode())
+                status = 0
+            finally:
+                os._exit(status)
+    os.close(write_end)
+    assert read_child(pid, read_end, timeout_s=5) == {"child hook": 1}
+
+
 if sys.platform == "darwin":  # pragma: no cover
     pytestmark = pytest.mark.skip(reason="fork without exec is unsafe on macOS")

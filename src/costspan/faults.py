@@ -6,6 +6,8 @@ import logging
 import threading
 from collections import Counter
 
+from costspan.fork_safe import reopen_lock_after_fork
+
 logger = logging.getLogger("costspan")
 
 
@@ -16,6 +18,7 @@ class FaultCounter:
         self._counts: Counter[str] = Counter()
         self._logged: set[tuple[str, str]] = set()
         self._lock = threading.Lock()
+        reopen_lock_after_fork(self)
 
     def record(self, where: str, exc: BaseException) -> None:
         kind = type(exc).__qualname__

@@ -15,9 +15,7 @@ have ended. Money is an int in 1e-24 USD, so sums are exact.
 from __future__ import annotations
 
 import functools
-import os
 import threading
-import weakref
 from collections.abc import Mapping
 from typing import Any
 
@@ -50,6 +48,7 @@ from costspan.call_pricing import (
 )
 from costspan.context_access import baggage_of, current_context, span_of
 from costspan.faults import FaultCounter
+from costspan.fork_safe import reopen_lock_after_fork
 from costspan.pricing import RateCard, set_shared_rate_card, shared_rate_card
 from costspan.usage import is_llm_call
 
@@ -139,19 +138,6 @@ def _write_frozen(span: Span, new_attributes: dict[str, Any]) -> None:
 CALL_TALLY_ATTR = "_costspan_call_tally"
 _NO_TALLY: Any = object()
 
-_PROCESSORS: weakref.WeakSet[CostSpanProcessor] = weakref.WeakSet()
-
-
-def _reopen_ledger_locks_in_child() -> None:
-    # A forked child has only the forking thread: a ledger lock another thread held at fork time
-    # would never open again, and the child would hang at its first span end.
-    for processor in list(_PROCESSORS):
-        processor._lock = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_reopen_ledger_locks_in_child)
-
 
 class CostSpanProcessor(SpanProcessor):
     """Prices LLM and tool spans, stamps attribution from baggage, rolls cost up to ancestors.
@@ -168,7 +154,7 @@ class CostSpanProcessor(SpanProcessor):
         self._pricer = CallPricer(self._rate_card)
         self._node_attr = f"_costspan_node_{id(self):x}"
         self._lock = threading.Lock()
-        _PROCESSORS.add(self)
+        reopen_lock_after_fork(self)  # a lock held at fork time would hang the child's first span end
         self._faults = FaultCounter()
         self._on_ending_supported = _sdk_has_on_ending()
         # The span processor (the provider's multi-processor) known to forward `_on_ending` to us.

@@ -7,12 +7,12 @@ last call. `RedisLedger` (costspan.budget.redis_ledger) shares the counts betwee
 
 from __future__ import annotations
 
-import os
 import threading
 import time
-import weakref
 from collections.abc import Callable
 from typing import Protocol, runtime_checkable
+
+from costspan.fork_safe import reopen_lock_after_fork
 
 DEFAULT_MAX_KEYS = 100_000
 # Expired keys are swept at most this often (when a new key is added).
@@ -36,20 +36,6 @@ class Ledger(Protocol):
         ...
 
 
-_LEDGERS: weakref.WeakSet[InMemoryLedger] = weakref.WeakSet()
-
-
-def _after_fork_in_child() -> None:
-    # A thread of the parent may have held a ledger's lock at fork time: the child has no such
-    # thread, so give every ledger a fresh lock (the counts themselves are copied as they were).
-    for ledger in list(_LEDGERS):
-        ledger._lock = threading.Lock()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
 class InMemoryLedger:
     """This process's ledger (the default). At most `max_keys` keys: past that, expired keys go
     first, then the oldest; `evicted` counts keys dropped before they expired."""
@@ -65,7 +51,7 @@ class InMemoryLedger:
         self._entries: dict[str, list[float | int | None]] = {}  # key -> [units, expire_at]
         self._next_sweep = clock() + SWEEP_INTERVAL_S
         self.evicted = 0
-        _LEDGERS.add(self)
+        reopen_lock_after_fork(self)
 
     def add(self, key: str, units: int, expire_at: float | None) -> int:
         now = self._clock()

@@ -742,6 +742,29 @@ def test_sdk_tracing_on_and_instrumented_one_span_per_call(observed, instrumente
     assert traceparent == f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{ctx.trace_flags:02x}"
 
 
+def test_sdk_trace_headers_go_with_the_callers_headers(observed, instrumented, server) -> None:
+    client = make_client(server, **sdk_traced(observed))
+    with costspan.task("t", customer_id="c1", tracer_provider=observed.tracer_provider):
+        client.messages.create(
+            **KW, extra_headers={"x-team": "ops", "traceparent": "00-" + "1" * 32 + "-" + "2" * 16 + "-01"}
+        )
+    headers = server.requests[-1].headers
+    ctx = only_span(observed).get_span_context()
+    assert headers["traceparent"] == f"00-{ctx.trace_id:032x}-{ctx.span_id:016x}-{ctx.trace_flags:02x}"
+    assert headers["x-team"] == "ops"
+    assert "costspan.customer_id=c1" in headers["baggage"]  # the global propagator's, as the SDK sends
+    assert sdk_spans(observed) == []
+
+
+def test_sdk_propagation_off_sends_no_trace_headers(observed, instrumented, server) -> None:
+    options = {"tracer_provider": observed.tracer_provider, "propagation": False}
+    client = make_client(server, open_telemetry=options)
+    client.messages.create(**KW)
+    assert_chat_span(only_span(observed), server)
+    assert "traceparent" not in server.requests[-1].headers
+    assert sdk_spans(observed) == []
+
+
 def test_sdk_tracing_on_every_call_style_one_span(observed, instrumented, server) -> None:
     client = make_client(server, **sdk_traced(observed))
     list(client.messages.create(**KW, stream=True))

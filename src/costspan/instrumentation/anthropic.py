@@ -14,11 +14,14 @@ Streams take usage from `message_start` (input and cache counts) and `message_de
 count; recent API versions repeat the cumulative input counts there, which then win).
 
 The SDK's own spans (anthropic 2.x, scope `com.anthropic.sdk.python`, on unless
-`ANTHROPIC_OPEN_TELEMETRY=false` or `open_telemetry=False`): while instrumented, the SDK's span of a call
-this instrumentor wraps is replaced by a non-recording view of costspan's span (the SDK's
-`start_api_call_span` is wrapped), so there is one LLM span per call and the trace context that the SDK
-sends with the request is costspan's span. The SDK's spans of other calls (count_tokens, files, ...)
-are untouched; `uninstrument()` restores the SDK's own span for every call.
+`ANTHROPIC_OPEN_TELEMETRY=false` or `open_telemetry=False`): while instrumented, the SDK starts no span
+for a call this instrumentor wraps (the SDK's `start_api_call_span` is wrapped and answers None), so
+there is one LLM span per call; where the SDK would propagate its span (its `propagation` option),
+costspan's span's trace context goes into the request's headers instead, through the application's
+propagator as the SDK does it. (Handing the SDK a non-recording view of costspan's span did the same
+but let the SDK run its per-call tracing on it: ~167k instructions a call.) The SDK's spans of
+other calls (count_tokens, files, ...) are untouched; `uninstrument()` restores the SDK's own span
+for every call.
 """
 
 from __future__ import annotations
@@ -27,13 +30,13 @@ import contextvars
 import importlib
 import logging
 import weakref
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 import wrapt
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 from opentelemetry.instrumentation.utils import unwrap
-from opentelemetry.trace import NonRecordingSpan
+from opentelemetry.trace import set_span_in_context
 
 from costspan.instrumentation._call import FAULTS, CallSpan, Instrumentation
 from costspan.instrumentation._client_facts import ClientFacts
@@ -116,19 +119,43 @@ _ACTIVE_CALL: contextvars.ContextVar[CallSpan | None] = contextvars.ContextVar(
 
 
 def _sdk_call_span(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    """`anthropic._base_client.start_api_call_span`: for a call costspan traces, the SDK gets a
-    non-recording span with costspan's span context instead of a span of its own. The SDK then
-    records nothing, ends nothing, and propagates costspan's span (if its `propagation` is on)."""
+    """`anthropic._base_client.start_api_call_span`: for a call costspan traces, no SDK span (the
+    SDK then sends the request untraced) and, where the SDK would have propagated its span,
+    costspan's span's trace context in the request's headers."""
     call = _ACTIVE_CALL.get()
     if call is None:
         return wrapped(*args, **kwargs)
     try:
         options = args[2] if len(args) > 2 else kwargs.get("options")
-        if _is_messages_call(options):
-            return NonRecordingSpan(call.span.get_span_context())
+        if not _is_messages_call(options):
+            return wrapped(*args, **kwargs)
     except Exception as exc:
         FAULTS.record("anthropic sdk span", exc)
-    return wrapped(*args, **kwargs)
+        return wrapped(*args, **kwargs)
+    if kwargs.get("propagation", True):
+        try:
+            _send_trace_context(call, options)
+        except Exception as exc:  # the SDK's own injection gives up the same way: no headers
+            FAULTS.record("anthropic trace headers", exc)
+    return None
+
+
+def _send_trace_context(call: CallSpan, options: Any) -> None:
+    """The headers the SDK's `inject_trace_headers` would set for costspan's span (the global
+    propagator's), added to the request options' headers (replacing any of the same name)."""
+    if not _INJECT:
+        # Imported on first use, as the SDK does: the module loads the propagators OTEL_PROPAGATORS names.
+        from opentelemetry.propagate import inject
+
+        _INJECT.append(inject)
+    carrier: dict[str, str] = {}
+    _INJECT[0](carrier, set_span_in_context(call.span))
+    if carrier:
+        headers = options.headers
+        options.headers = {**headers, **carrier} if isinstance(headers, Mapping) else carrier
+
+
+_INJECT: list[Callable[..., None]] = []
 
 
 # --- request side -----------------------------------------------------------------------------

@@ -254,6 +254,23 @@ def test_hidden_usage_chunk_caller_sees_uninstrumented_chunks(observed, server, 
     assert_chat_span(only_span(observed), server)
 
 
+def test_usage_request_keeps_the_callers_extra_body(observed, instrumented, server, client) -> None:
+    chunks = _stream_dicts(client, extra_body={"user_tag": "t-9"})
+    body = server.requests[-1].json()
+    assert body["user_tag"] == "t-9"
+    assert body["stream_options"] == {"include_usage": True}
+    assert all(c["choices"] for c in chunks)
+    assert_chat_span(only_span(observed), server)
+
+
+def test_usage_asked_in_extra_body_shows_usage_chunk(observed, instrumented, server, client) -> None:
+    chunks = _stream_dicts(client, extra_body={"stream_options": {"include_usage": True}})
+    assert server.requests[-1].json()["stream_options"] == {"include_usage": True}
+    assert chunks[-1]["choices"] == []
+    assert chunks[-1]["usage"]["prompt_tokens"] == INPUT
+    assert_chat_span(only_span(observed), server)
+
+
 def test_caller_asked_for_usage_sees_usage_chunk(observed, server, client) -> None:
     uninstrumented = _stream_dicts(client, stream_options={"include_usage": True})
     inst = OpenAIInstrumentor()
@@ -433,6 +450,25 @@ def test_server_attributes_follow_a_changed_base_url(observed, instrumented, ser
     assert first.attributes["server.port"] == server.port
     assert second.attributes["server.port"] == other.port
     assert len(other.requests) == 1
+
+
+def test_server_attributes_come_from_a_base_url_property_that_differs(observed, instrumented, server) -> None:
+    # The instrumentor reads `_base_url` directly only for client classes whose property returns it.
+    class Gateway(OpenAI):
+        @property
+        def base_url(self) -> Any:  # type: ignore[override]
+            return type(self._base_url)(server.base_url + "/v1/")
+
+        @base_url.setter
+        def base_url(self, url: Any) -> None:
+            self._base_url = type(self._base_url)(str(url))
+
+    with Gateway(base_url="https://gateway.invalid:8443/v1", api_key="test") as client:
+        client.chat.completions.create(**CHAT_KW)
+        client.chat.completions.create(**CHAT_KW)
+    for span in observed.llm_spans():
+        assert span.attributes["server.address"] == "127.0.0.1"
+        assert span.attributes["server.port"] == server.port
 
 
 def test_azure_old_api_version_gets_no_stream_options(observed, instrumented, server) -> None:

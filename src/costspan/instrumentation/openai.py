@@ -284,10 +284,15 @@ def _request_usage(kwargs: dict[str, Any], instance: Any) -> tuple[dict[str, Any
         if _is_given(options):
             if not isinstance(options, dict) or options.get("include_usage"):
                 return kwargs, False
-            new_options = {**options, "include_usage": True}
-        else:
-            new_options = {"include_usage": True}
-        return {**kwargs, "stream_options": new_options}, True
+            return {**kwargs, "stream_options": {**options, "include_usage": True}}, True
+        # Sent as extra_body, which the SDK merges into the JSON as it is: a `stream_options` kwarg
+        # goes through the SDK's TypedDict transform (~140k instructions per call).
+        extra_body = kwargs.get("extra_body")
+        if not _is_given(extra_body):
+            extra_body = {}
+        elif not isinstance(extra_body, dict) or "stream_options" in extra_body:
+            return kwargs, False  # the caller set the body's stream_options themselves
+        return {**kwargs, "extra_body": {**extra_body, "stream_options": {"include_usage": True}}}, True
     except Exception as exc:
         FAULTS.record("openai stream options", exc)
         return kwargs, False

@@ -13,7 +13,7 @@ from typing import Any
 from costspan import attributes as attrs
 from costspan.faults import LogOnce
 from costspan.pricing import UNITS_PER_USD, RateCard
-from costspan.usage import InvalidUsage, Usage, model_of, provider_of, usage_of
+from costspan.usage import InvalidUsage, model_of, provider_of, usage_of
 
 STATUS_INVALID_USAGE = "invalid_usage"
 
@@ -101,7 +101,7 @@ class CallPricer:
         self,
         provider: str | None,
         model: str | None,
-        usage: Usage,
+        usage: tuple[int, int, int, int, int],
         start_time_ns: int,
         tally: list[int],
         out: dict[str, Any],

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
-from itertools import islice
 from typing import Any
 
 from opentelemetry import trace
@@ -40,7 +39,7 @@ from costspan.instrumentation._sampling import ignores_attributes, sampler_of
 from costspan.metrics import DEFAULT_COST_DIMENSIONS, CallMetrics
 from costspan.pricing import RateCard, shared_rate_card
 from costspan.processor import CALL_TALLY_ATTR, _put_valid
-from costspan.usage import MAX_TOKENS, Usage, model_of, provider_of
+from costspan.usage import MAX_TOKENS, model_of, provider_of
 
 FAULTS = FaultCounter()
 
@@ -112,9 +111,9 @@ class CallSpan:
 
     __slots__ = (
         "_attribution",
+        "_late",
         "_late_unchecked",
         "_pending_end",
-        "_start_count",
         "_started",
         "_state",
         "_usage",
@@ -134,6 +133,8 @@ class CallSpan:
         self._state = state
         self._pending_end = [True]  # popped by the first end(): list.pop is atomic
         self._usage: tuple[int | None, ...] | None = None
+        # Attributes added after the start (response, usage, error, cost), written by the end.
+        self._late: dict[str, Any] = {}
         # Set when a value added after the start may not be plain (see `_all_plain`): the end then
         # checks every value before writing straight into the span.
         self._late_unchecked = False
@@ -146,10 +147,7 @@ class CallSpan:
         for key, value in request_attributes.items():
             if value is not None:
                 attributes[key] = value
-        self.attributes = attributes
-        # Attributes added later (response, usage, cost: never a request key) come after these in
-        # the dict's order: the end writes only those.
-        self._start_count = len(attributes)
+        self.attributes = attributes  # the request's; the end adds the late ones
         entries = baggage_of(current_context())
         self._attribution = clean_attribution(entries) if entries else _NO_ATTRIBUTION  # metric dimensions
         self.budget: budget_gate.CallBudget | None = None  # set by admit(): where the cost is charged
@@ -167,10 +165,9 @@ class CallSpan:
         return budget_gate.admit(self, kwargs)
 
     def set(self, key: str, value: Any) -> None:
-        """Record a response attribute (written to the span when the call ends); never a key the
-        call started with."""
+        """Record a response attribute (written to the span when the call ends)."""
         if value is not None:
-            self.attributes[key] = value
+            self._late[key] = value
             if type(value) not in _PLAIN_TYPES:
                 self._late_unchecked = True
 
@@ -181,7 +178,7 @@ class CallSpan:
         response_id: str | None = None,
         finish_reasons: list[str] | tuple[str, ...] | None = None,
     ) -> None:
-        attributes = self.attributes
+        attributes = self._late
         if response_model:
             attributes[attrs.GEN_AI_RESPONSE_MODEL] = response_model
             if type(response_model) is not str:
@@ -211,7 +208,7 @@ class CallSpan:
         self._usage = usage
         if not _valid_counts(usage):
             self._late_unchecked = True
-        attributes = self.attributes
+        attributes = self._late
         if input_tokens is not None:
             attributes[attrs.GEN_AI_USAGE_INPUT_TOKENS] = input_tokens
         if output_tokens is not None:
@@ -251,11 +248,14 @@ class CallSpan:
     def _finish(self, error: BaseException | None, error_type: str | None) -> None:
         duration = time.perf_counter() - self._started
         span = self.span
+        late = self._late
         if error is not None and error_type is None:
             error_type = type(error).__qualname__
         if error_type is not None:
-            self.attributes[attrs.ERROR_TYPE] = error_type
+            late[attrs.ERROR_TYPE] = error_type
             span.set_status(Status(StatusCode.ERROR, str(error) if error is not None else error_type))
+        attributes = self.attributes
+        attributes.update(late)
         out: dict[str, Any] = {}
         start_ns = getattr(span, "start_time", None) or time.time_ns()
         tally: list[int] | None = None
@@ -269,13 +269,12 @@ class CallSpan:
                 self.budget.charge(tally[COST])
             except Exception as exc:
                 FAULTS.record("budget charge", exc)
-        attributes = self.attributes
-        attributes.update(out)
-        if len(attributes) > self._start_count:
-            late = dict(islice(attributes.items(), self._start_count, None))
-            # Values from the typed setters and from pricing are plain unless a setter said not.
-            if self._late_unchecked or not (_is_sdk_span(span) and _put_valid(span, late)):
-                _write(span, late)
+        if out:
+            attributes.update(out)
+            late.update(out)
+        # Values from the typed setters and from pricing are plain unless a setter said not.
+        if late and (self._late_unchecked or not (_is_sdk_span(span) and _put_valid(span, late))):
+            _write(span, late)
         metrics = self._state.metrics
         if metrics.recording():
             metrics.record(
@@ -300,7 +299,7 @@ class CallSpan:
         if usage is None or (self._late_unchecked and not _valid_counts(usage)):
             return pricer.price_llm(self.attributes, failed, start_ns, out)
         inp, outp, cache_read, cache_write, reasoning = usage
-        counts = Usage(inp or 0, outp or 0, cache_read or 0, cache_write or 0, reasoning or 0)
+        counts = (inp or 0, outp or 0, cache_read or 0, cache_write or 0, reasoning or 0)
         tally = [0] * TALLY_SIZE
         tally[LLM_CALLS] = 1
         if failed:

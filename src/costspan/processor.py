@@ -17,6 +17,7 @@ from __future__ import annotations
 import functools
 import threading
 from collections.abc import Mapping
+from operator import add
 from typing import Any
 
 from opentelemetry.context import Context
@@ -40,7 +41,6 @@ from costspan.call_pricing import (
     LLM_CALLS,
     OUTPUT,
     REASONING,
-    TALLY_SIZE,
     TOOL_CALLS,
     UNPRICED,
     CallPricer,
@@ -50,7 +50,7 @@ from costspan.context_access import baggage_of, current_context, span_of
 from costspan.faults import FaultCounter
 from costspan.fork_safe import reopen_lock_after_fork
 from costspan.pricing import RateCard, set_shared_rate_card, shared_rate_card
-from costspan.usage import is_llm_call
+from costspan.usage import CALL_MARKER_KEYS, is_llm_call
 
 _ROLLUP_COUNT_KEYS = (
     (FAILED, attrs.ROLLUP_FAILED_CALLS),
@@ -259,22 +259,14 @@ class CostSpanProcessor(SpanProcessor):
             tally = node.children_tally
             node.children_tally = None
             if own is not None:
-                if tally is None:
-                    tally = own
-                else:
-                    for i in range(TALLY_SIZE):
-                        tally[i] += own[i]
+                tally = own if tally is None else list(map(add, tally, own))
             if tally is not None:
                 ancestor = node.parent
                 while ancestor is not None and not ancestor.open:
                     ancestor = ancestor.parent
                 if ancestor is not None:
                     into = ancestor.children_tally
-                    if into is None:
-                        ancestor.children_tally = list(tally)
-                    else:
-                        for i in range(TALLY_SIZE):
-                            into[i] += tally[i]
+                    ancestor.children_tally = list(tally) if into is None else list(map(add, into, tally))
                 elif node.parent is not None:
                     late = True
         if tally is not None and (tally[LLM_CALLS] or tally[TOOL_CALLS]):
@@ -289,6 +281,8 @@ class CostSpanProcessor(SpanProcessor):
 
     def _tally_own(self, span: Span, attributes: Any, out: dict[str, Any]) -> list[int] | None:
         """This span's own call cost and counts, with the pricing attributes it needs in `out`."""
+        if CALL_MARKER_KEYS.isdisjoint(attributes):  # most spans (HTTP, DB, ...): checked in C
+            return None
         if attributes.get(attrs.GEN_AI_OPERATION_NAME) == attrs.OPERATION_EXECUTE_TOOL:
             return self._pricer.price_tool(attributes, out)
         scope = span.instrumentation_scope

@@ -67,6 +67,20 @@ def _needs_operation_name(scope_name: str | None) -> bool:
     )
 
 
+# A span carrying none of these keys is neither a model call nor a tool call (see is_llm_call).
+CALL_MARKER_KEYS = frozenset(
+    {
+        attrs.GEN_AI_OPERATION_NAME,
+        attrs.GEN_AI_REQUEST_MODEL,
+        attrs.GEN_AI_RESPONSE_MODEL,
+        attrs.GEN_AI_USAGE_INPUT_TOKENS,
+        attrs.GEN_AI_USAGE_OUTPUT_TOKENS,
+        _OI_MODEL,
+        _OI_INPUT,
+    }
+)
+
+
 def is_llm_call(attributes: Mapping[str, Any], scope_name: str | None = None) -> bool:
     """Whether the span is one model call; `scope_name` is its instrumentation scope's name, if known."""
     operation = attributes.get(attrs.GEN_AI_OPERATION_NAME)

@@ -82,8 +82,10 @@ class Instrumentation:
         if self._sampler_reads_attributes:
             return tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attributes)
         span = tracer.start_span(name, kind=SpanKind.CLIENT)
-        if span.is_recording():
-            _write(span, attributes)
+        # The instrumentors build request attributes from type-checked values (str, int, float,
+        # tuple of str), which the SDK would store as they are: no `_all_plain` pass.
+        if span.is_recording() and not (_is_sdk_span(span) and _put_valid(span, attributes)):
+            span.set_attributes(attributes)
         return span
 
     @classmethod

@@ -31,6 +31,7 @@ import wrapt
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 from opentelemetry.instrumentation.utils import unwrap
 
+from costspan.context_access import attach_span, detach
 from costspan.instrumentation._call import FAULTS, CallSpan, Instrumentation
 from costspan.instrumentation._stream import AsyncStreamProxy, SyncStreamProxy
 from costspan.instrumentation._values import get_field as _get
@@ -470,16 +471,18 @@ def _sync_factory(operation: str, record: Callable[[CallSpan, Any, _Hops], None]
                 return wrapped(*args, **kwargs)
             kwargs = call.admit(kwargs)  # budgets: may raise BudgetExceeded or swap the model
             hops = _Hops()
-            token = _ACTIVE_HOPS.set(hops)
+            hops_token = _ACTIVE_HOPS.set(hops)
+            span_token = attach_span(call.span)  # spans made inside the SDK call parent under the call's
             try:
-                with _use(call):
-                    response = wrapped(*args, **kwargs)
+                response = wrapped(*args, **kwargs)
             except BaseException as exc:
+                detach(span_token)
+                _ACTIVE_HOPS.reset(hops_token)
                 _record_partial(call, hops)
                 call.end(exc, error_type=_error_type(exc))
                 raise
-            finally:
-                _ACTIVE_HOPS.reset(token)
+            detach(span_token)
+            _ACTIVE_HOPS.reset(hops_token)
             record(call, response, hops)
             call.end()
             return response
@@ -497,16 +500,18 @@ def _async_factory(operation: str, record: Callable[[CallSpan, Any, _Hops], None
                 return await wrapped(*args, **kwargs)
             kwargs = call.admit(kwargs)  # budgets: may raise BudgetExceeded or swap the model
             hops = _Hops()
-            token = _ACTIVE_HOPS.set(hops)
+            hops_token = _ACTIVE_HOPS.set(hops)
+            span_token = attach_span(call.span)  # spans made inside the SDK call parent under the call's
             try:
-                with _use(call):
-                    response = await wrapped(*args, **kwargs)
+                response = await wrapped(*args, **kwargs)
             except BaseException as exc:
+                detach(span_token)
+                _ACTIVE_HOPS.reset(hops_token)
                 _record_partial(call, hops)
                 call.end(exc, error_type=_error_type(exc))
                 raise
-            finally:
-                _ACTIVE_HOPS.reset(token)
+            detach(span_token)
+            _ACTIVE_HOPS.reset(hops_token)
             record(call, response, hops)
             call.end()
             return response

@@ -360,8 +360,12 @@ def _set_any_chat_usage(call: CallSpan, usage: Any) -> None:
     if type(usage) is not _sdk().completion_usage:
         _set_chat_usage(call, usage)
         return
-    prompt = _int(usage.prompt_tokens)
-    completion = _int(usage.completion_tokens)
+    prompt = usage.prompt_tokens
+    if type(prompt) is not int:
+        prompt = _int(prompt)
+    completion = usage.completion_tokens
+    if type(completion) is not int:
+        completion = _int(completion)
     if prompt is None and completion is None:
         return
     prompt_details = usage.prompt_tokens_details

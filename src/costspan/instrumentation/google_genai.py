@@ -192,13 +192,25 @@ def _error_type(exc: BaseException) -> str:
 def _finish_reason(value: Any) -> str | None:
     if value is None:
         return None
-    name = getattr(value, "name", None)
-    text = name if isinstance(name, str) else str(value)
-    return text.lower() if text else None
+    if type(value) is str:
+        return value.lower() or None
+    text = _REASON_TEXT.get(value)
+    if text is None:
+        name = getattr(value, "name", None)  # an enum member: `.name` is a Python-level descriptor
+        text = (name if isinstance(name, str) else str(value)).lower()
+        if len(_REASON_TEXT) < 256:
+            _REASON_TEXT[value] = text
+    return text or None
+
+
+# FinishReason member -> its span value, found once per member.
+_REASON_TEXT: dict[Any, str] = {}
 
 
 def _count(value: Any) -> int | None:
-    return value if type(value) is int else _int(value)
+    if value is None or type(value) is int:
+        return value
+    return _int(value)
 
 
 def _set_generate_usage(call: CallSpan, usage: Any) -> None:
@@ -226,14 +238,22 @@ def _set_generate_usage(call: CallSpan, usage: Any) -> None:
 
 def _record_response(call: CallSpan, response: Any, hops: _Hops | None = None) -> None:
     try:
+        if isinstance(response, dict):
+            candidates = response.get("candidates")
+            model_version = response.get("model_version")
+            response_id = response.get("response_id")
+        else:  # the SDK's typed response: plain attribute reads
+            candidates = getattr(response, "candidates", None)
+            model_version = getattr(response, "model_version", None)
+            response_id = getattr(response, "response_id", None)
         finish_reasons = []
-        for candidate in _get(response, "candidates") or ():
+        for candidate in candidates or ():
             reason = _finish_reason(_get(candidate, "finish_reason"))
             if reason:
                 finish_reasons.append(reason)
         call.set_response(
-            response_model=_strip_model(_get(response, "model_version")),
-            response_id=_get(response, "response_id"),
+            response_model=_strip_model(model_version),
+            response_id=response_id,
             finish_reasons=finish_reasons,
         )
         usage = hops.total() if hops is not None else None

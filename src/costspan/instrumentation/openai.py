@@ -429,12 +429,13 @@ class _ChatStreamState:
         # Runs for every chunk (~8 per short answer): no helper calls on the common path.
         if type(chunk) is dict:
             return self._on_dict(chunk)
-        model = getattr(chunk, "model", None)
-        if isinstance(model, str) and model:
-            self.response_model = model
-        response_id = getattr(chunk, "id", None)
-        if isinstance(response_id, str) and response_id:
-            self.response_id = response_id
+        if self.response_id is None:  # every chunk of a stream repeats the first one's id and model
+            model = getattr(chunk, "model", None)
+            if isinstance(model, str) and model:
+                self.response_model = model
+            response_id = getattr(chunk, "id", None)
+            if isinstance(response_id, str) and response_id:
+                self.response_id = response_id
         choices = getattr(chunk, "choices", None)
         usage = getattr(chunk, "usage", None)
         if choices:

@@ -97,6 +97,16 @@ def _restore_shared_rate_card() -> Iterator[None]:
     shared._shared = before
 
 
+@pytest.fixture
+def no_configured_budgets() -> Iterator[None]:
+    """No budgets from configure_budgets() before or after the test (tests that set some)."""
+    import costspan
+
+    costspan.configure_budgets(None)
+    yield
+    costspan.configure_budgets(None)
+
+
 @pytest.fixture(params=[True, False], ids=["cost-first", "cost-last"])
 def traced(request: pytest.FixtureRequest) -> Iterator[Traced]:
     """A provider with the cost processor added before, then after, an in-memory exporter."""

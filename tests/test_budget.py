@@ -48,11 +48,7 @@ def instrumented(observed: Any) -> Iterator[OpenAIInstrumentor]:
     inst.uninstrument()
 
 
-@pytest.fixture(autouse=True)
-def _no_configured_budgets() -> Iterator[None]:
-    costspan.configure_budgets(None)
-    yield
-    costspan.configure_budgets(None)
+pytestmark = pytest.mark.usefixtures("no_configured_budgets")
 
 
 @pytest.fixture

@@ -207,6 +207,42 @@ def test_a_card_whose_price_is_overridden_is_always_asked_through_price() -> Non
     assert tally[0] > 0
 
 
+def test_a_card_whose_pricer_for_is_overridden_is_asked_through_price() -> None:
+    """A subclass may hand out price objects of its own (with only `cost`): the fast path, which
+    needs `cost_usd`, is not taken for it."""
+
+    class CostOnly:
+        def __init__(self, inner: Any) -> None:
+            self.inner = inner
+
+        def cost(self, *args: int) -> Any:
+            return self.inner.cost(*args)
+
+    class WrappingCard(RateCard):
+        def __init__(self) -> None:
+            super().__init__(_base=RateCard.default()._base)
+
+        def pricer_for(self, provider: str | None, model: str) -> Any:
+            pricer = super().pricer_for(provider, model)
+            return CostOnly(pricer) if pricer is not None else None
+
+    out: dict[str, Any] = {}
+    tally = CallPricer(WrappingCard()).price_llm(
+        {
+            A.GEN_AI_PROVIDER_NAME: "openai",
+            A.GEN_AI_REQUEST_MODEL: "gpt-4o",
+            A.GEN_AI_USAGE_INPUT_TOKENS: INPUT,
+            A.GEN_AI_USAGE_OUTPUT_TOKENS: OUTPUT,
+        },
+        False,
+        0,
+        out,
+    )
+    assert out[A.COST_STATUS] == A.STATUS_PRICED
+    assert out[A.GEN_AI_USAGE_COST] == pytest.approx((INPUT * 2.5 + OUTPUT * 10) / 1e6, rel=1e-12)
+    assert tally[0] == INPUT * 2_500_000_000_000_000_000 + OUTPUT * 10_000_000_000_000_000_000
+
+
 def _counting_chunk_builds(client: Any) -> list[int]:
     """Counts the typed objects the SDK builds from SSE events (its `_process_response_data`)."""
     built = [0]

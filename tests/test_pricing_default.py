@@ -16,7 +16,8 @@ from genai_prices.data import providers as bundled_providers
 
 from costspan.pricing import UNITS_PER_USD, PriceBreakdown, RateCard, map_provider, units_to_decimal
 from costspan.pricing.bundled import SOURCE, BundledPrices
-from costspan.pricing.compiled import compile_model
+from costspan.pricing.compiled import CompiledModel, CompiledPrice, compile_model
+from costspan.pricing.money import usd_cost
 from costspan.pricing.pricers import CompiledPricer
 
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -305,6 +306,34 @@ def test_every_bundled_model_compiles_to_the_same_price() -> None:
                 assert Fraction(got.total, UNITS_PER_USD) == Fraction(expected), (provider.id, model.id, when)
                 checked += 1
     assert checked > 10_000
+
+
+def test_cost_usd_is_the_float_nearest_each_exact_part_for_every_bundled_model() -> None:
+    """The hot path's `cost_usd` (parts kept in the price's own power of ten) gives exactly the
+    floats that dividing the exact 1e-24 USD amounts gives, for every model, usage and time."""
+    checked = 0
+    for provider in bundled_providers:
+        for model in provider.models:
+            pricer = CompiledPricer(compile_model(model), SOURCE)
+            for usage, when in itertools.product(SWEEP_USAGES, SWEEP_TIMES):
+                exact = pricer.cost(*_args(usage), ns(when))
+                got = pricer.cost_usd(*_args(usage), ns(when))
+                assert got == usd_cost(exact), (provider.id, model.id, when)
+                assert got[0] == exact.total
+                assert got[1] == float(Fraction(exact.total, UNITS_PER_USD))
+                checked += 1
+    assert checked > 10_000
+
+
+def test_cost_usd_of_sub_micro_dollar_rates_is_exact() -> None:
+    """Rates with few trailing zeros (a long divisor) and a large count still convert exactly."""
+    price = CompiledPrice((3_000_000_000_017, 0, 0, 7, 0, 0), (), (False, False, False))
+    pricer = CompiledPricer(CompiledModel(price, ()), SOURCE)
+    got = pricer.cost_usd(10**9, 3, 0, 0, 0, 0)
+    assert got[0] == 10**9 * 3_000_000_000_017 + 21
+    assert got[1] == float(Fraction(got[0], UNITS_PER_USD))
+    assert got[2] == float(Fraction(10**9 * 3_000_000_000_017, UNITS_PER_USD))
+    assert got[3] == float(Fraction(21, UNITS_PER_USD))
 
 
 def test_every_bundled_model_id_resolves_like_genai_prices(card: RateCard) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 from costspan import attributes as attrs
 from costspan.faults import LogOnce
 from costspan.pricing import UNITS_PER_USD, RateCard
+from costspan.pricing.money import usd_cost
 from costspan.usage import InvalidUsage, model_of, provider_of, usage_of
 
 STATUS_INVALID_USAGE = "invalid_usage"
@@ -46,9 +47,10 @@ class CallPricer:
 
     def __init__(self, rate_card: RateCard) -> None:
         self.rate_card = rate_card
-        # A card whose `price` is overridden (a subclass) is always asked through `price`.
-        self._price_objects = type(rate_card).price is RateCard.price
-        # (provider, model) -> the card's price object: the card is immutable.
+        # A card whose `price` or `pricer_for` is overridden (a subclass) is always asked through `price`.
+        kind = type(rate_card)
+        self._price_objects = kind.price is RateCard.price and kind.pricer_for is RateCard.pricer_for
+        # (provider, model) -> the card's price object's `cost_usd`: the card is immutable.
         self._pricers: dict[tuple[str | None, str], Any] = {}
         self._unknown_models = LogOnce()
         self._invalid_usage = LogOnce()
@@ -113,7 +115,7 @@ class CallPricer:
                 price = None
             elif not self._price_objects or cache_read + cache_write > inp or reasoning > outp:
                 # Impossible usage: the card's own check raises the ValueError that names it.
-                price = self.rate_card.price(
+                breakdown = self.rate_card.price(
                     provider,
                     model,
                     input_tokens=inp,
@@ -123,17 +125,19 @@ class CallPricer:
                     reasoning_tokens=reasoning,
                     start_time_ns=start_time_ns,
                 )
+                price = usd_cost(breakdown) if breakdown is not None else None
             else:
                 key = (provider, model)
-                pricer = self._pricers.get(key, _UNRESOLVED)
-                if pricer is _UNRESOLVED:
+                cost_usd = self._pricers.get(key, _UNRESOLVED)
+                if cost_usd is _UNRESOLVED:
                     pricer = self.rate_card.pricer_for(provider, model)
+                    cost_usd = pricer.cost_usd if pricer is not None else None
                     if len(self._pricers) >= RateCard.CACHE_SIZE:
                         self._pricers.clear()
-                    self._pricers[key] = pricer
+                    self._pricers[key] = cost_usd
                 price = (
-                    pricer.cost(inp, outp, cache_read, cache_write, reasoning, start_time_ns)
-                    if pricer is not None
+                    cost_usd(inp, outp, cache_read, cache_write, reasoning, start_time_ns)
+                    if cost_usd is not None
                     else None
                 )
         except ValueError as exc:
@@ -157,18 +161,18 @@ class CallPricer:
             out[attrs.COST_STATUS] = attrs.STATUS_UNKNOWN_MODEL
             tally[UNPRICED] = 1
             return tally
-        input_units, output_units, cache_read_units, cache_write_units, _fee, total, source = price
+        total, total_usd, input_usd, output_usd, cache_read_usd, cache_write_usd, source = price
         tally[COST] = total
-        out[attrs.GEN_AI_USAGE_COST] = total / UNITS_PER_USD
+        out[attrs.GEN_AI_USAGE_COST] = total_usd
         # Only the parts that carry a cost (no zero attributes).
-        if input_units:
-            out[attrs.COST_INPUT_USD] = input_units / UNITS_PER_USD
-        if output_units:
-            out[attrs.COST_OUTPUT_USD] = output_units / UNITS_PER_USD
-        if cache_read_units:
-            out[attrs.COST_CACHE_READ_USD] = cache_read_units / UNITS_PER_USD
-        if cache_write_units:
-            out[attrs.COST_CACHE_WRITE_USD] = cache_write_units / UNITS_PER_USD
+        if input_usd:
+            out[attrs.COST_INPUT_USD] = input_usd
+        if output_usd:
+            out[attrs.COST_OUTPUT_USD] = output_usd
+        if cache_read_usd:
+            out[attrs.COST_CACHE_READ_USD] = cache_read_usd
+        if cache_write_usd:
+            out[attrs.COST_CACHE_WRITE_USD] = cache_write_usd
         out[attrs.COST_STATUS] = attrs.STATUS_PRICED
         out[attrs.PRICE_SOURCE] = source
         return tally

@@ -133,8 +133,9 @@ def _write_frozen(span: Span, new_attributes: dict[str, Any]) -> None:
         bounded._immutable = True  # type: ignore[union-attr]
 
 
-# Where an instrumentor that already priced its call leaves the call's tally on the SDK span
-# (instance attribute), so the processor rolls it up without reading the attributes back.
+# Where an instrumentor that already priced its call leaves (the call's tally, its
+# `gen_ai.usage.cost` or None) on the SDK span (instance attribute), so the processor rolls it up
+# without reading the attributes back.
 CALL_TALLY_ATTR = "_costspan_call_tally"
 _NO_TALLY: Any = object()
 
@@ -246,9 +247,12 @@ class CostSpanProcessor(SpanProcessor):
     def _finish(self, span: Span, node: _Node) -> dict[str, Any]:
         """Close the span's ledger entry; the attributes to write on it."""
         new_attributes: dict[str, Any] = {}
-        own = span.__dict__.pop(CALL_TALLY_ATTR, _NO_TALLY)
-        if own is _NO_TALLY:
+        priced = span.__dict__.pop(CALL_TALLY_ATTR, _NO_TALLY)
+        if priced is _NO_TALLY:
             own = self._tally_own(span, _attributes_of(span), new_attributes)
+            own_usd = new_attributes.get(attrs.GEN_AI_USAGE_COST)
+        else:
+            own, own_usd = priced
         if own is None and not node.has_children:
             node.open = False  # before reading has_children again: a child starting now sees it closed
             if not node.has_children:
@@ -270,7 +274,10 @@ class CostSpanProcessor(SpanProcessor):
                 elif node.parent is not None:
                     late = True
         if tally is not None and (tally[LLM_CALLS] or tally[TOOL_CALLS]):
-            new_attributes[attrs.ROLLUP_COST_USD] = usd(tally[COST])
+            # A span with nothing under it rolls up its own cost: the same float as its own.
+            new_attributes[attrs.ROLLUP_COST_USD] = (
+                own_usd if tally is own and own_usd is not None else usd(tally[COST])
+            )
             new_attributes[attrs.ROLLUP_LLM_CALLS] = tally[LLM_CALLS]
             for slot, key in _ROLLUP_COUNT_KEYS:
                 if tally[slot]:

@@ -290,7 +290,7 @@ class CallSpan:
             )
         if tally is not None and span.is_recording():
             # The CostSpanProcessor rolls this tally up instead of pricing the span a second time.
-            span.__dict__[CALL_TALLY_ATTR] = tally
+            span.__dict__[CALL_TALLY_ATTR] = (tally, out.get(attrs.GEN_AI_USAGE_COST))
         span.end()
 
     def _price(self, failed: bool, start_ns: int, out: dict[str, Any]) -> list[int]:

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 from .bounded import BoundedCache
 from .bundled import BundledPrices
-from .money import PriceBreakdown
+from .money import PriceBreakdown, UsdCost
 from .normalise import candidates, provider_hint
 from .overrides import OverrideEntry, OverrideTable, load_overrides
 from .pricers import Pricer
@@ -34,6 +34,14 @@ class _Layered:
         if self.base is None:
             return None
         return self.base.cost(inp, out, cr, cw, rs, ts_ns)
+
+    def cost_usd(self, inp: int, out: int, cr: int, cw: int, rs: int, ts_ns: int) -> UsdCost | None:
+        for entry in self.entries:
+            if entry.from_ns is None or entry.from_ns <= ts_ns:
+                return entry.cost_usd(inp, out, cr, cw, rs, ts_ns)
+        if self.base is None:
+            return None
+        return self.base.cost_usd(inp, out, cr, cw, rs, ts_ns)
 
 
 def _check_usage(inp: int, out: int, cr: int, cw: int, rs: int) -> None:
@@ -170,7 +178,8 @@ class RateCard:
     def pricer_for(self, provider: str | None, model: str) -> Pricer | None:
         """The (cached) price object for a model, or None if unknown: ``.cost(input, output,
         cache_read, cache_write, reasoning, start_time_ns)`` with counts already validated as
-        ``price()`` validates them."""
+        ``price()`` validates them (``.cost_usd(...)``: the same figures in USD, see
+        ``costspan.pricing.money.usd_cost``)."""
         return self._lookup(provider, model)
 
     def is_known(self, provider: str | None, model: str) -> bool:

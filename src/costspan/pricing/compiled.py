@@ -26,7 +26,7 @@ from genai_prices import types as gp
 from genai_prices.units import UnitRegistry, _get_registry
 from genai_prices.validation import validate_priced_units
 
-from .money import units_from_usd
+from .money import UNITS_PER_USD, units_from_usd
 
 _KEYS = ("input_mtok", "cache_read_mtok", "cache_write_mtok", "output_mtok", "output_reasoning_mtok")
 _REQUESTS_KEY = "requests_kcount"
@@ -52,22 +52,48 @@ Rates = tuple[int, int, int, int, int, int]  # input, cache_read, cache_write, o
 
 
 class CompiledPrice:
-    """One ``ModelPrice`` as integer rates (units per token; fee in units per call)."""
+    """One ``ModelPrice`` as integer rates (units per token; fee in units per call).
 
-    __slots__ = ("base", "cr_priced", "cw_priced", "rs_priced", "tiers")
+    The rates are kept divided by ``unit``, the largest power of ten (at most 10**24) that divides
+    them all: a call's parts are then small ints, and ``part / usd_divisor`` (10**24 / unit) takes
+    CPython's exact small-int division path to the same float as ``part * unit / 10**24``, at a
+    third of the cost of dividing the 80-bit amounts.
+    """
+
+    __slots__ = ("base", "cr_priced", "cw_priced", "rs_priced", "tiers", "unit", "usd_divisor")
 
     def __init__(
         self, base: Rates, tiers: tuple[tuple[int, Rates], ...], priced: tuple[bool, bool, bool]
     ) -> None:
-        self.base = base
-        self.tiers = tiers  # (start, rates) with start descending
+        exponent = min(
+            (_trailing_zeros(rate) for rates in (base, *(r for _, r in tiers)) for rate in rates if rate),
+            default=24,
+        )
+        self.unit = 10**exponent
+        self.usd_divisor = UNITS_PER_USD // self.unit
+        self.base = _divided(base, self.unit)
+        self.tiers = tuple((start, _divided(rates, self.unit)) for start, rates in tiers)  # start descending
         self.cr_priced, self.cw_priced, self.rs_priced = priced
 
     def rates_for(self, input_tokens: int) -> Rates:
+        """The rates (in units of ``unit``) for a call with this many input tokens."""
         for start, rates in self.tiers:
             if input_tokens > start:
                 return rates
         return self.base
+
+
+def _trailing_zeros(value: int) -> int:
+    zeros = 0
+    while zeros < 24 and value % 10 == 0:
+        value //= 10
+        zeros += 1
+    return zeros
+
+
+def _divided(rates: Rates, unit: int) -> Rates:
+    r_in, r_cr, r_cw, r_out, r_rs, fee = (rate // unit for rate in rates)
+    return (r_in, r_cr, r_cw, r_out, r_rs, fee)
 
 
 def _validate_registry_keys(model_price: gp.ModelPrice, registry: UnitRegistry) -> set[str]:

@@ -19,6 +19,25 @@ def units_from_usd(value: Decimal | Fraction | int, *, per: int = 1) -> int | No
     return exact.numerator
 
 
+# A call's cost as a span carries it: (total in units, then total, uncached input, output, cache read
+# and cache write in USD, and the price's source).
+UsdCost = tuple[int, float, float, float, float, float, str]
+
+
+def usd_cost(breakdown: PriceBreakdown) -> UsdCost:
+    """A breakdown's figures in USD (each the float nearest the exact amount)."""
+    input, output, cache_read, cache_write, _fee, total, source = breakdown
+    return (
+        total,
+        total / UNITS_PER_USD,
+        input / UNITS_PER_USD,
+        output / UNITS_PER_USD,
+        cache_read / UNITS_PER_USD,
+        cache_write / UNITS_PER_USD,
+        source,
+    )
+
+
 def units_to_decimal(units: int) -> Decimal:
     """Units as an exact Decimal number of USD (for display and tests)."""
     return Decimal(units).scaleb(-24)

@@ -34,7 +34,7 @@ from typing import Any
 import yaml
 
 from .errors import RateCardError
-from .money import PriceBreakdown, units_from_usd
+from .money import PriceBreakdown, UsdCost, units_from_usd, usd_cost
 from .providers import map_provider
 
 MAPPING_LABEL = "<mapping>"
@@ -86,6 +86,9 @@ class OverrideEntry:
             cache_write=cache_write,
             source=self.source,
         )
+
+    def cost_usd(self, inp: int, out: int, cr: int, cw: int, rs: int, ts_ns: int) -> UsdCost:
+        return usd_cost(self.cost(inp, out, cr, cw, rs, ts_ns))
 
     def sort_key(self) -> tuple[int, int, int, int]:
         # Latest effective_from first; on a tie exact names beat globs, provider-specific beats

@@ -8,14 +8,16 @@ from typing import Protocol
 
 from genai_prices import types as gp
 
-from .compiled import CompiledModel
-from .money import UNITS_PER_USD, PriceBreakdown
+from .compiled import CompiledModel, CompiledPrice
+from .money import UNITS_PER_USD, PriceBreakdown, UsdCost, usd_cost
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class Pricer(Protocol):
     def cost(self, inp: int, out: int, cr: int, cw: int, rs: int, ts_ns: int) -> PriceBreakdown: ...
+
+    def cost_usd(self, inp: int, out: int, cr: int, cw: int, rs: int, ts_ns: int) -> UsdCost: ...
 
 
 class CompiledPricer:
@@ -28,6 +30,32 @@ class CompiledPricer:
         self.source = source
 
     def cost(self, inp: int, out: int, cr: int, cw: int, rs: int, ts_ns: int) -> PriceBreakdown:
+        price, uncached, output, cache_read, cache_write, fee = self._parts(inp, out, cr, cw, rs, ts_ns)
+        unit = price.unit
+        return PriceBreakdown.of(
+            uncached * unit, output * unit, cache_read * unit, cache_write * unit, fee * unit, self.source
+        )
+
+    def cost_usd(self, inp: int, out: int, cr: int, cw: int, rs: int, ts_ns: int) -> UsdCost:
+        """``usd_cost(self.cost(...))``, without the big-int divisions (the pricing hot path)."""
+        price, uncached, output, cache_read, cache_write, fee = self._parts(inp, out, cr, cw, rs, ts_ns)
+        total = uncached + output + cache_read + cache_write + fee
+        divisor = price.usd_divisor
+        return (
+            total * price.unit,
+            total / divisor,
+            uncached / divisor,
+            output / divisor,
+            cache_read / divisor,
+            cache_write / divisor,
+            self.source,
+        )
+
+    def _parts(
+        self, inp: int, out: int, cr: int, cw: int, rs: int, ts_ns: int
+    ) -> tuple[CompiledPrice, int, int, int, int, int]:
+        """The price in force and the call's parts in its `unit`: uncached input, output (reasoning
+        included), cache read, cache write, request fee."""
         model = self.model
         price = model.first if not model.conditional else model.select(ts_ns)
         r_in, r_cr, r_cw, r_out, r_rs, fee = price.rates_for(inp) if price.tiers else price.base
@@ -43,9 +71,7 @@ class CompiledPricer:
         if price.rs_priced:
             plain_out -= rs
             reasoning = rs * r_rs
-        return PriceBreakdown.of(
-            uncached * r_in, plain_out * r_out + reasoning, cache_read, cache_write, fee, self.source
-        )
+        return price, uncached * r_in, plain_out * r_out + reasoning, cache_read, cache_write, fee
 
 
 def _to_units(value: Decimal) -> int:
@@ -88,3 +114,6 @@ class FallbackPricer:
             request_fee=_to_units(calc.total_price) - input_units - output_units,
             source=self.source,
         )
+
+    def cost_usd(self, inp: int, out: int, cr: int, cw: int, rs: int, ts_ns: int) -> UsdCost:
+        return usd_cost(self.cost(inp, out, cr, cw, rs, ts_ns))

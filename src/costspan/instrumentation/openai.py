@@ -486,19 +486,8 @@ class _ChatStreamState:
             _set_any_chat_usage(call, self.usage)
 
 
-def _is_usage_event(data: Any) -> bool:
-    """Whether an SSE event's data may be the usage-only chunk (a substring test: every other chunk
-    of a stream that asked for usage says `"usage":null`)."""
-    return (
-        type(data) is str and '"usage"' in data and '"usage":null' not in data and '"usage": null' not in data
-    )
-
-
-def _took_usage(event: Any, state: _ChatStreamState) -> bool:
-    """If the SSE event is the usage-only chunk (no choices), its usage goes to the state: True."""
-    data = event.data
-    if not _is_usage_event(data):
-        return False
+def _took_usage(data: str, state: _ChatStreamState) -> bool:
+    """If an SSE event's data is the usage-only chunk (no choices), its usage goes to the state: True."""
     try:
         chunk = json.loads(data)
     except ValueError:
@@ -532,8 +521,18 @@ def _take_usage_event(stream: Any, state: _ChatStreamState) -> None:
 
             def events() -> Iterator[Any]:
                 for event in read_events(stream):
-                    if not _took_usage(event, state):
-                        yield event
+                    data = event.data
+                    # Runs for every event, inline: only the usage-only chunk has a usage that is
+                    # not null (every other chunk of a stream that asked for usage says so).
+                    if (
+                        type(data) is str
+                        and '"usage"' in data
+                        and '"usage":null' not in data
+                        and '"usage": null' not in data
+                        and _took_usage(data, state)
+                    ):
+                        continue
+                    yield event
 
             stream._iter_events = events
         elif (
@@ -542,8 +541,16 @@ def _take_usage_event(stream: Any, state: _ChatStreamState) -> None:
 
             async def async_events() -> AsyncIterator[Any]:
                 async for event in read_events(stream):
-                    if not _took_usage(event, state):
-                        yield event
+                    data = event.data
+                    if (
+                        type(data) is str
+                        and '"usage"' in data
+                        and '"usage":null' not in data
+                        and '"usage": null' not in data
+                        and _took_usage(data, state)
+                    ):
+                        continue
+                    yield event
 
             stream._iter_events = async_events
     except Exception as exc:

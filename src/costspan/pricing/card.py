@@ -28,20 +28,19 @@ class _Layered:
         self.base = base
 
     def cost(self, inp: int, out: int, cr: int, cw: int, rs: int, ts_ns: int) -> PriceBreakdown | None:
-        for entry in self.entries:
-            if entry.from_ns is None or entry.from_ns <= ts_ns:
-                return entry.cost(inp, out, cr, cw, rs, ts_ns)
-        if self.base is None:
-            return None
-        return self.base.cost(inp, out, cr, cw, rs, ts_ns)
+        pricer = self._in_force(ts_ns)
+        return pricer.cost(inp, out, cr, cw, rs, ts_ns) if pricer is not None else None
 
     def cost_usd(self, inp: int, out: int, cr: int, cw: int, rs: int, ts_ns: int) -> UsdCost | None:
+        pricer = self._in_force(ts_ns)
+        return pricer.cost_usd(inp, out, cr, cw, rs, ts_ns) if pricer is not None else None
+
+    def _in_force(self, ts_ns: int) -> OverrideEntry | Pricer | None:
+        """The best entry in force at the call's start, else the card underneath."""
         for entry in self.entries:
             if entry.from_ns is None or entry.from_ns <= ts_ns:
-                return entry.cost_usd(inp, out, cr, cw, rs, ts_ns)
-        if self.base is None:
-            return None
-        return self.base.cost_usd(inp, out, cr, cw, rs, ts_ns)
+                return entry
+        return self.base
 
 
 def _check_usage(inp: int, out: int, cr: int, cw: int, rs: int) -> None:

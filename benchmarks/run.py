@@ -202,7 +202,7 @@ def llm_section(quick: bool) -> tuple[str, dict[str, float]]:
     counts: dict[str, float] = {}
     if not quick and callgrind.available():
         jobs = {
-            name: lambda w=f"llm_workloads:{name}": callgrind.per_op_in_process(w, 20, 80) for name in names
+            name: lambda w=f"llm_workloads:{name}": callgrind.per_op_in_process(w, 40, 240) for name in names
         }
         counts = _parallel(jobs)
     cpu = _cpu_llm(names, 10 if quick else 300, 2 if quick else 5)
@@ -230,7 +230,7 @@ def llm_section(quick: bool) -> tuple[str, dict[str, float]]:
         "BatchSpanProcessor; `costspan` also has CostSpanProcessor (pricing + rollup); `+ MeterProvider`",
         "adds a MeterProvider with an in-memory reader. Each library with its defaults (OpenLLMetry",
         "records prompts and completions by default; costspan and openai-v2 do not).",
-        "Instructions: callgrind, calling thread only, difference of 20 and 80 calls in one process.",
+        "Instructions: callgrind, calling thread only, difference of 40 and 240 calls in one process.",
         "CPU: process time, instrument()/uninstrument() between interleaved blocks, ratio to bare.",
         "",
         "| call | contender | instructions/call | over bare | CPU vs bare |",

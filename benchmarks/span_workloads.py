@@ -6,6 +6,7 @@ in the factory so that a callgrind difference of two `n` cancels it out.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Callable
 
 from opentelemetry import baggage, context
@@ -45,6 +46,15 @@ def batch_processor() -> BatchSpanProcessor:
     return BatchSpanProcessor(
         DropExporter(), max_queue_size=1 << 20, max_export_batch_size=1 << 20, schedule_delay_millis=1e9
     )
+
+
+def queue_of(processor: BatchSpanProcessor) -> deque:
+    """The processor's queue of ended spans (SDK 1.30: `queue`; 1.45: `_batch_processor._queue`)."""
+    inner = getattr(processor, "_batch_processor", processor)
+    queue = getattr(inner, "_queue", None)
+    if queue is None:
+        queue = inner.queue
+    return queue
 
 
 def tracer_provider(with_cost: bool) -> TracerProvider:

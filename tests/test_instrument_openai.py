@@ -254,6 +254,42 @@ def test_hidden_usage_chunk_caller_sees_uninstrumented_chunks(observed, server, 
     assert_chat_span(only_span(observed), server)
 
 
+@pytest.mark.parametrize("compact", [True, False], ids=["compact-json", "spaced-json"])
+def test_hidden_usage_compact_and_spaced_json_chunks_as_uninstrumented(observed, compact) -> None:
+    # Text that looks like the `"usage": null` the usage-event filter looks for must not fool it.
+    text = 'Quote , "usage": null} and ,"usage":null} verbatim.'
+    with FakeProviderServer() as fake:
+        add_openai_routes(fake, usage=OpenAIUsage(**vars(USAGE)), text=text, compact_stream=compact)
+
+        def both() -> tuple[list[Any], list[Any]]:
+            with make_client(fake) as c:
+                sync = list(c.chat.completions.create(**CHAT_KW, stream=True))
+
+            async def run() -> list[Any]:
+                async with make_async_client(fake) as ac:
+                    return [chunk async for chunk in await ac.chat.completions.create(**CHAT_KW, stream=True)]
+
+            return sync, asyncio.run(run())
+
+        plain_sync, plain_async = both()
+        inst = OpenAIInstrumentor()
+        inst.instrument(tracer_provider=observed.tracer_provider, meter_provider=observed.meter_provider)
+        try:
+            seen_sync, seen_async = both()
+        finally:
+            inst.uninstrument()
+        assert fake.requests[-1].json()["stream_options"] == {"include_usage": True}
+    for seen, plain in ((seen_sync, plain_sync), (seen_async, plain_async)):
+        assert [c.model_dump() for c in seen] == [c.model_dump() for c in plain]
+        assert [c.model_fields_set for c in seen] == [c.model_fields_set for c in plain]
+        assert "".join(c.choices[0].delta.content or "" for c in seen) == text
+    spans = observed.llm_spans()
+    assert len(spans) == 2
+    for span in spans:
+        assert span.attributes["gen_ai.usage.input_tokens"] == USAGE.prompt_tokens
+        assert span.attributes["gen_ai.usage.output_tokens"] == USAGE.completion_tokens
+
+
 def test_usage_request_keeps_the_callers_extra_body(observed, instrumented, server, client) -> None:
     chunks = _stream_dicts(client, extra_body={"user_tag": "t-9"})
     body = server.requests[-1].json()

@@ -137,12 +137,15 @@ def add_openai_routes(
     stream_chunks: int = 3,
     finish_reason: str = "stop",
     embedding_dimensions: int = 4,
+    compact_stream: bool = True,
 ) -> None:
     """Register POST `.../chat/completions`, `.../responses` and `.../embeddings` on `server`.
 
     `usage` is what chat and responses report; `embedding_usage` what embeddings report
     (defaults: `OpenAIUsage()` and 8 prompt tokens). `response_model` overrides the dated model.
+    Chat chunks are compact JSON as the real API sends them (`compact_stream=False`: with spaces).
     """
+    separators = (",", ":") if compact_stream else (", ", ": ")
     chat_usage = usage or OpenAIUsage()
     embed_usage = embedding_usage or OpenAIUsage(prompt_tokens=8, completion_tokens=0)
 
@@ -227,7 +230,7 @@ def add_openai_routes(
         events.append(chunk([{"index": 0, "delta": {}, "finish_reason": finish_reason}]))
         if include_usage:
             events.append(chunk([], chat_usage.chat_json()))
-        return [json.dumps(e) for e in events] + ["[DONE]"]
+        return [json.dumps(e, separators=separators) for e in events] + ["[DONE]"]
 
     def response_object(
         model: str, status: str, with_usage: bool, body: dict[str, Any] | None = None

@@ -253,26 +253,32 @@ class CostSpanProcessor(SpanProcessor):
             own_usd = new_attributes.get(attrs.GEN_AI_USAGE_COST)
         else:
             own, own_usd = priced
-        if own is None and not node.has_children:
-            node.open = False  # before reading has_children again: a child starting now sees it closed
-            if not node.has_children:
-                return new_attributes
         late = False
-        with self._lock:
-            node.open = False
-            tally = node.children_tally
-            node.children_tally = None
-            if own is not None:
-                tally = own if tally is None else list(map(add, tally, own))
-            if tally is not None:
-                ancestor = node.parent
-                while ancestor is not None and not ancestor.open:
-                    ancestor = ancestor.parent
-                if ancestor is not None:
-                    into = ancestor.children_tally
-                    ancestor.children_tally = list(tally) if into is None else list(map(add, into, tally))
-                elif node.parent is not None:
-                    late = True
+        # No child yet, and nothing to hand up (no own tally, or no parent): closed without the lock.
+        unlocked = not node.has_children and (own is None or node.parent is None)
+        if unlocked:
+            node.open = False  # before reading has_children again: a child starting now sees it closed
+            unlocked = not node.has_children
+        if unlocked:
+            if own is None:
+                return new_attributes
+            tally: list[int] | None = own
+        else:
+            with self._lock:
+                node.open = False
+                tally = node.children_tally
+                node.children_tally = None
+                if own is not None:
+                    tally = own if tally is None else list(map(add, tally, own))
+                if tally is not None:
+                    ancestor = node.parent
+                    while ancestor is not None and not ancestor.open:
+                        ancestor = ancestor.parent
+                    if ancestor is not None:
+                        into = ancestor.children_tally
+                        ancestor.children_tally = list(tally) if into is None else list(map(add, into, tally))
+                    elif node.parent is not None:
+                        late = True
         if tally is not None and (tally[LLM_CALLS] or tally[TOOL_CALLS]):
             # A span with nothing under it rolls up its own cost: the same float as its own.
             new_attributes[attrs.ROLLUP_COST_USD] = (

@@ -24,7 +24,7 @@ from conftest import Traced
 from costspan import attributes as A
 from costspan.attribution_values import MAX_VALUE_BYTES, clean_attribution, clean_text
 from costspan.baggage_trust import AttributionBaggageGuard, InboundBaggagePolicy
-from costspan.instrumentation._call import Instrumentation
+from costspan.instrumentation._call import CallSpan, Instrumentation
 from llm import llm_call
 
 
@@ -220,7 +220,7 @@ def test_hand_set_baggage_reaches_cost_metrics_cleaned() -> None:
     instrumentation = Instrumentation("test", meter_provider=meter_provider)
     token = otel_context.attach(baggage.set_baggage(A.CUSTOMER_ID, "cus\n" + "x" * 5000))
     try:
-        call = instrumentation.start_call("chat", "openai", "gpt-4o-mini")
+        call = CallSpan(instrumentation, "chat", "openai", "gpt-4o-mini")
         call.set_usage(input_tokens=10, output_tokens=10)
         call.end()
     finally:

@@ -39,7 +39,7 @@ from costspan.instrumentation._sampling import ignores_attributes, sampler_of
 from costspan.metrics import DEFAULT_COST_DIMENSIONS, CallMetrics
 from costspan.pricing import RateCard, shared_rate_card
 from costspan.processor import CALL_TALLY_ATTR, _put_valid
-from costspan.usage import MAX_TOKENS, model_of, provider_of
+from costspan.usage import MAX_TOKENS, model_of
 
 FAULTS = FaultCounter()
 
@@ -66,28 +66,6 @@ class Instrumentation:
         self._sampler: object = _MISSING
         self._sampler_reads_attributes = True
 
-    def start_span(self, name: str, attributes: dict[str, Any]) -> Span:
-        """A CLIENT span with the request attributes.
-
-        Under the SDK's own samplers (which never read them) the attributes are written straight
-        into the started span: through `start_span` the SDK validates each one (~7k instructions).
-        Span processors' `on_start` then sees the span before its attributes; any other sampler
-        gets them at start as usual.
-        """
-        tracer = self.tracer
-        sampler = sampler_of(tracer)
-        if sampler is not self._sampler:
-            self._sampler_reads_attributes = sampler is None or not ignores_attributes(sampler)
-            self._sampler = sampler
-        if self._sampler_reads_attributes:
-            return tracer.start_span(name, kind=SpanKind.CLIENT, attributes=attributes)
-        span = tracer.start_span(name, kind=SpanKind.CLIENT)
-        # The instrumentors build request attributes from type-checked values (str, int, float,
-        # tuple of str), which the SDK would store as they are: no `_all_plain` pass.
-        if span.is_recording() and not (_is_sdk_span(span) and _put_valid(span, attributes)):
-            span.set_attributes(attributes)
-        return span
-
     @classmethod
     def from_instrument_kwargs(cls, scope_name: str, kwargs: Mapping[str, Any]) -> Instrumentation:
         return cls(
@@ -98,15 +76,6 @@ class Instrumentation:
             cost_dimensions=tuple(kwargs.get("cost_dimensions", DEFAULT_COST_DIMENSIONS)),
         )
 
-    def start_call(
-        self,
-        operation: str,
-        provider: str,
-        request_model: str | None,
-        request_attributes: Mapping[str, Any] | None = None,
-    ) -> CallSpan:
-        return CallSpan(self, operation, provider, request_model, request_attributes or {})
-
 
 class CallSpan:
     """Span `{operation} {model}` (kind CLIENT) for one call. Start it, feed it, `end()` it once."""
@@ -116,6 +85,7 @@ class CallSpan:
         "_late",
         "_late_unchecked",
         "_pending_end",
+        "_sdk_span",
         "_started",
         "_state",
         "_usage",
@@ -130,7 +100,7 @@ class CallSpan:
         operation: str,
         provider: str,
         request_model: str | None,
-        request_attributes: Mapping[str, Any],
+        request_attributes: Mapping[str, Any] | None = None,
     ) -> None:
         self._state = state
         self._pending_end = [True]  # popped by the first end(): list.pop is atomic
@@ -146,16 +116,40 @@ class CallSpan:
         }
         if request_model:
             attributes[attrs.GEN_AI_REQUEST_MODEL] = request_model
-        for key, value in request_attributes.items():
-            if value is not None:
-                attributes[key] = value
+        if request_attributes:
+            attributes.update(request_attributes)
+            if None in attributes.values():
+                attributes = {key: value for key, value in attributes.items() if value is not None}
         self.attributes = attributes  # the request's; the end adds the late ones
         entries = baggage_of(current_context())
         self._attribution = clean_attribution(entries) if entries else _NO_ATTRIBUTION  # metric dimensions
         self.budget: budget_gate.CallBudget | None = None  # set by admit(): where the cost is charged
         self._started = time.perf_counter()
         name = f"{operation} {request_model}" if request_model else operation
-        self.span: Span = state.start_span(name, attributes)
+        # Under the SDK's own samplers (which never read them) the request attributes are written
+        # straight into the started span: through `start_span` the SDK validates each one (~7k
+        # instructions). Span processors' `on_start` then sees the span before its attributes; any
+        # other sampler gets them at start as usual.
+        tracer = state.tracer
+        sampler = sampler_of(tracer)
+        if sampler is not state._sampler:
+            state._sampler_reads_attributes = sampler is None or not ignores_attributes(sampler)
+            state._sampler = sampler
+        span = tracer.start_span(
+            name,
+            kind=SpanKind.CLIENT,
+            attributes=attributes if state._sampler_reads_attributes else None,
+        )
+        self.span: Span = span
+        self._sdk_span = _is_sdk_span(span)
+        # The instrumentors build request attributes from type-checked values (str, int, float,
+        # tuple of str), which the SDK would store as they are: no `_all_plain` pass.
+        if (
+            not state._sampler_reads_attributes
+            and span.is_recording()
+            and not (self._sdk_span and _put_valid(span, attributes))
+        ):
+            span.set_attributes(attributes)
 
     def admit(self, kwargs: dict[str, Any]) -> dict[str, Any]:
         """The budget hook: call it in the wrapper after the span started, before the SDK sends the
@@ -259,7 +253,8 @@ class CallSpan:
         attributes = self.attributes
         attributes.update(late)
         out: dict[str, Any] = {}
-        start_ns = getattr(span, "start_time", None) or time.time_ns()
+        # The SDK span's own field: its `start_time` property is a Python call.
+        start_ns = getattr(span, "_start_time", None) or getattr(span, "start_time", None) or time.time_ns()
         tally: list[int] | None = None
         try:
             tally = self._price(error_type is not None, start_ns, out)
@@ -275,7 +270,7 @@ class CallSpan:
             attributes.update(out)
             late.update(out)
         # Values from the typed setters and from pricing are plain unless a setter said not.
-        if late and (self._late_unchecked or not (_is_sdk_span(span) and _put_valid(span, late))):
+        if late and (self._late_unchecked or not (self._sdk_span and _put_valid(span, late))):
             _write(span, late)
         metrics = self._state.metrics
         if metrics.recording():
@@ -288,8 +283,9 @@ class CallSpan:
                 out.get(attrs.GEN_AI_USAGE_COST),
                 error_type,
             )
-        if tally is not None and span.is_recording():
+        if tally is not None and self._sdk_span:
             # The CostSpanProcessor rolls this tally up instead of pricing the span a second time.
+            # (An SDK span is recording until it ends, just below.)
             span.__dict__[CALL_TALLY_ATTR] = (tally, out.get(attrs.GEN_AI_USAGE_COST))
         span.end()
 
@@ -308,7 +304,8 @@ class CallSpan:
             tally[FAILED] = 1
         (tally[INPUT], tally[OUTPUT], tally[CACHE_READ], tally[CACHE_WRITE], tally[REASONING]) = counts
         attributes = self.attributes
-        return pricer.price_usage(provider_of(attributes), model_of(attributes), counts, start_ns, tally, out)
+        provider = attributes.get(attrs.GEN_AI_PROVIDER_NAME) or None  # set by the start: a str
+        return pricer.price_usage(provider, model_of(attributes), counts, start_ns, tally, out)
 
 
 class _Current:

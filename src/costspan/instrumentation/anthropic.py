@@ -293,7 +293,7 @@ def _start(state: Instrumentation, client: Any, options: Any) -> CallSpan | None
             model = _get(body, "model")
         if isinstance(stop, list | tuple) and stop and all(isinstance(s, str) for s in stop):
             request["gen_ai.request.stop_sequences"] = tuple(stop)
-        return state.start_call(OPERATION_CHAT, provider, _str(model), request)
+        return CallSpan(state, OPERATION_CHAT, provider, _str(model), request)
     except Exception as exc:
         FAULTS.record("anthropic call start", exc)
         return None

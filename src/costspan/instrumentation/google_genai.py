@@ -164,7 +164,7 @@ def _start(state: Instrumentation, instance: Any, operation: str, kwargs: dict[s
             dims = _get(config, "output_dimensionality")
             if isinstance(dims, int) and not isinstance(dims, bool):
                 request["gen_ai.embeddings.dimension.count"] = dims
-        return state.start_call(operation, _provider(api_client), _strip_model(kwargs.get("model")), request)
+        return CallSpan(state, operation, _provider(api_client), _strip_model(kwargs.get("model")), request)
     except Exception as exc:
         FAULTS.record("google-genai call start", exc)
         return None
@@ -220,12 +220,21 @@ def _set_generate_usage(call: CallSpan, usage: Any) -> None:
         thoughts = _count(usage.get("thoughts_token_count"))
         cached = _count(usage.get("cached_content_token_count"))
         tool_use = _count(usage.get("tool_use_prompt_token_count"))
-    else:
-        prompt = _count(getattr(usage, "prompt_token_count", None))
-        candidates = _count(getattr(usage, "candidates_token_count", None))
-        thoughts = _count(getattr(usage, "thoughts_token_count", None))
-        cached = _count(getattr(usage, "cached_content_token_count", None))
-        tool_use = _count(getattr(usage, "tool_use_prompt_token_count", None))
+    else:  # the SDK's typed usage: counts are int or None, checked inline (five helper calls less)
+        prompt = getattr(usage, "prompt_token_count", None)
+        candidates = getattr(usage, "candidates_token_count", None)
+        thoughts = getattr(usage, "thoughts_token_count", None)
+        cached = getattr(usage, "cached_content_token_count", None)
+        tool_use = getattr(usage, "tool_use_prompt_token_count", None)
+        if not (
+            (prompt is None or type(prompt) is int)
+            and (candidates is None or type(candidates) is int)
+            and (thoughts is None or type(thoughts) is int)
+            and (cached is None or type(cached) is int)
+            and (tool_use is None or type(tool_use) is int)
+        ):
+            prompt, candidates, thoughts = _count(prompt), _count(candidates), _count(thoughts)
+            cached, tool_use = _count(cached), _count(tool_use)
     if prompt is None and candidates is None and thoughts is None and tool_use is None:
         return
     call.set_usage(
@@ -256,7 +265,10 @@ def _record_response(call: CallSpan, response: Any, hops: _Hops | None = None) -
             response_id=response_id,
             finish_reasons=finish_reasons,
         )
-        usage = hops.total() if hops is not None else None
+        usage = None
+        if hops is not None:
+            usages = hops.usages
+            usage = usages[0] if len(usages) == 1 else hops.total()  # one request: its own usage
         if usage is None:
             usage = _get(response, "usage_metadata")
         if usage is not None:
@@ -331,17 +343,18 @@ class _Hops:
         return out
 
 
+_MISSING = object()
+
 # The public call whose HTTP requests are being made (set around the SDK call / each stream step).
 _ACTIVE_HOPS: contextvars.ContextVar[_Hops | None] = contextvars.ContextVar(
     "costspan_google_genai_hops", default=None
 )
 
 
-def _record_hop(response: Any) -> None:
+def _record_hop(hops: _Hops, response: Any) -> None:
     try:
-        hops = _ACTIVE_HOPS.get()
-        if hops is not None:
-            hops.add(_get(response, "usage_metadata"))
+        usage = getattr(response, "usage_metadata", _MISSING)
+        hops.usages.append(_get(response, "usage_metadata") if usage is _MISSING else usage)
     except Exception as exc:
         FAULTS.record("google-genai request usage", exc)
 
@@ -349,7 +362,9 @@ def _record_hop(response: Any) -> None:
 def _sync_hop_factory(state: Instrumentation) -> Callable[..., Any]:
     def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         response = wrapped(*args, **kwargs)
-        _record_hop(response)
+        hops = _ACTIVE_HOPS.get()
+        if hops is not None:  # inside an instrumented public call
+            _record_hop(hops, response)
         return response
 
     return wrapper
@@ -358,7 +373,9 @@ def _sync_hop_factory(state: Instrumentation) -> Callable[..., Any]:
 def _async_hop_factory(state: Instrumentation) -> Callable[..., Any]:
     async def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         response = await wrapped(*args, **kwargs)
-        _record_hop(response)
+        hops = _ACTIVE_HOPS.get()
+        if hops is not None:
+            _record_hop(hops, response)
         return response
 
     return wrapper

@@ -243,8 +243,8 @@ def _start(state: Instrumentation, instance: Any, api: str, kwargs: dict[str, An
                 request["gen_ai.request.stop_sequences"] = tuple(stop)
         model = kwargs.get("model")
         operation = OPERATION_EMBEDDINGS if api == EMBEDDINGS else OPERATION_CHAT
-        return state.start_call(
-            operation, provider, model if isinstance(model, str) and model else None, request
+        return CallSpan(
+            state, operation, provider, model if isinstance(model, str) and model else None, request
         )
     except Exception as exc:
         FAULTS.record("openai call start", exc)
@@ -344,15 +344,37 @@ def _responses_finish_reasons(response: Any) -> list[str]:
 
 def _record_chat_completion(call: CallSpan, response: Any) -> None:
     """A typed ChatCompletion (the common case): plain attribute reads, no per-field helpers."""
-    reasons = [choice.finish_reason for choice in response.choices or ()]
+    reasons = []
+    for choice in response.choices or ():  # a loop, not comprehensions: each of those is a call
+        reason = choice.finish_reason
+        if isinstance(reason, str) and reason:
+            reasons.append(reason)
+    model = response.model
+    response_id = response.id
     call.set_response(
-        response_model=_str(response.model),
-        response_id=_str(response.id),
-        finish_reasons=[reason for reason in reasons if isinstance(reason, str) and reason],
+        response_model=model if isinstance(model, str) else None,
+        response_id=response_id if isinstance(response_id, str) else None,
+        finish_reasons=reasons,
     )
     usage = response.usage
-    if usage is not None:
+    if usage is None:
+        return
+    if type(usage) is not _sdk().completion_usage:
+        _set_chat_usage(call, usage)
+        return
+    prompt = usage.prompt_tokens
+    completion = usage.completion_tokens
+    if type(prompt) is not int or type(completion) is not int:
         _set_any_chat_usage(call, usage)
+        return
+    prompt_details = usage.prompt_tokens_details
+    output_details = usage.completion_tokens_details
+    call.set_usage(
+        input_tokens=prompt,
+        output_tokens=completion,
+        cache_read_tokens=_int(prompt_details.cached_tokens) if prompt_details is not None else None,
+        reasoning_tokens=_int(output_details.reasoning_tokens) if output_details is not None else None,
+    )
 
 
 def _set_any_chat_usage(call: CallSpan, usage: Any) -> None:
@@ -681,9 +703,14 @@ def _result_kind(result: Any) -> int:
 def _handle_result(call: CallSpan, api: str, result: Any, hide_usage: bool) -> Any:
     """Record the response (or wrap the stream) and return what the caller gets. Never raises."""
     try:
-        kind = _result_kind(result)
+        kind = _RESULT_KINDS.get(type(result))
+        if kind is None:
+            kind = _result_kind(result)
         if kind == _PARSED:
-            _record(call, api, result)
+            if api == CHAT and type(result) is _sdk().chat_completion:
+                _record_chat_completion(call, result)  # the common case, without `_record`'s guard
+            else:
+                _record(call, api, result)
             call.end()
             return result
         sdk = _sdk()

@@ -123,12 +123,9 @@ def _api_client(instance: Any) -> Any:
     return getattr(instance, "_api_client", None)
 
 
-def _provider(api_client: Any) -> str:
-    return PROVIDER_VERTEX_AI if getattr(api_client, "vertexai", False) else PROVIDER_GEMINI
-
-
 def _server_attributes(api_client: Any) -> dict[str, Any]:
-    base_url = _get(getattr(api_client, "_http_options", None), "base_url")
+    options = getattr(api_client, "_http_options", None)
+    base_url = options.get("base_url") if isinstance(options, dict) else getattr(options, "base_url", None)
     if not isinstance(base_url, str) or not base_url:
         return {}
     return dict(_server_of_url(base_url))
@@ -164,7 +161,8 @@ def _start(state: Instrumentation, instance: Any, operation: str, kwargs: dict[s
             dims = _get(config, "output_dimensionality")
             if isinstance(dims, int) and not isinstance(dims, bool):
                 request["gen_ai.embeddings.dimension.count"] = dims
-        return CallSpan(state, operation, _provider(api_client), _strip_model(kwargs.get("model")), request)
+        provider = PROVIDER_VERTEX_AI if getattr(api_client, "vertexai", False) else PROVIDER_GEMINI
+        return CallSpan(state, operation, provider, _strip_model(kwargs.get("model")), request)
     except Exception as exc:
         FAULTS.record("google-genai call start", exc)
         return None
@@ -257,13 +255,21 @@ def _record_response(call: CallSpan, response: Any, hops: _Hops | None = None) -
             response_id = getattr(response, "response_id", None)
         finish_reasons = []
         for candidate in candidates or ():
-            reason = _finish_reason(_get(candidate, "finish_reason"))
+            value = (
+                candidate.get("finish_reason")
+                if type(candidate) is dict
+                else getattr(candidate, "finish_reason", None)
+            )
+            # An enum member seen before maps straight to its text; anything else through the helper.
+            reason = _REASON_TEXT.get(value) if value is not None and type(value) is not str else None
+            if reason is None:
+                reason = _finish_reason(value)
             if reason:
                 finish_reasons.append(reason)
+        if type(model_version) is not str or "models/" in model_version:
+            model_version = _strip_model(model_version)
         call.set_response(
-            response_model=_strip_model(model_version),
-            response_id=response_id,
-            finish_reasons=finish_reasons,
+            response_model=model_version, response_id=response_id, finish_reasons=finish_reasons
         )
         usage = None
         if hops is not None:

@@ -357,24 +357,8 @@ def _record_chat_completion(call: CallSpan, response: Any) -> None:
         finish_reasons=reasons,
     )
     usage = response.usage
-    if usage is None:
-        return
-    if type(usage) is not _sdk().completion_usage:
-        _set_chat_usage(call, usage)
-        return
-    prompt = usage.prompt_tokens
-    completion = usage.completion_tokens
-    if type(prompt) is not int or type(completion) is not int:
+    if usage is not None:
         _set_any_chat_usage(call, usage)
-        return
-    prompt_details = usage.prompt_tokens_details
-    output_details = usage.completion_tokens_details
-    call.set_usage(
-        input_tokens=prompt,
-        output_tokens=completion,
-        cache_read_tokens=_int(prompt_details.cached_tokens) if prompt_details is not None else None,
-        reasoning_tokens=_int(output_details.reasoning_tokens) if output_details is not None else None,
-    )
 
 
 def _set_any_chat_usage(call: CallSpan, usage: Any) -> None:

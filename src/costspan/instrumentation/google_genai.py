@@ -349,8 +349,6 @@ class _Hops:
         return out
 
 
-_MISSING = object()
-
 # The public call whose HTTP requests are being made (set around the SDK call / each stream step).
 _ACTIVE_HOPS: contextvars.ContextVar[_Hops | None] = contextvars.ContextVar(
     "costspan_google_genai_hops", default=None
@@ -359,8 +357,7 @@ _ACTIVE_HOPS: contextvars.ContextVar[_Hops | None] = contextvars.ContextVar(
 
 def _record_hop(hops: _Hops, response: Any) -> None:
     try:
-        usage = getattr(response, "usage_metadata", _MISSING)
-        hops.usages.append(_get(response, "usage_metadata") if usage is _MISSING else usage)
+        hops.usages.append(_get(response, "usage_metadata"))
     except Exception as exc:
         FAULTS.record("google-genai request usage", exc)
 

@@ -19,10 +19,11 @@ from google.genai import errors, types
 from google.genai.models import AsyncModels, Models
 
 from costspan.instrumentation.google_genai import GoogleGenAIInstrumentor
-from costspan.testing import FakeProviderServer
+from costspan.testing import FakeProviderServer, Reply
 from costspan.testing.google_genai import (
     GeminiUsage,
     add_gemini_routes,
+    continuation_reply,
     fake_credentials,
     function_call_reply,
     gemini_error,
@@ -43,9 +44,9 @@ METHODS = (
     "generate_content",
     "generate_content_stream",
     "embed_content",
-    "_generate_content",
     "_generate_content_stream",
 )
+AFC_FUNCTIONS = ("get_function_response_parts", "get_function_response_parts_async")
 
 
 @pytest.fixture
@@ -391,7 +392,10 @@ def test_dependencies() -> None:
 
 
 def test_uninstrument_restores_originals(observed, server, client) -> None:
+    from google.genai import _extra_utils
+
     originals = {(cls, m): cls.__dict__[m] for cls in (Models, AsyncModels) for m in METHODS}
+    originals.update({(_extra_utils, f): _extra_utils.__dict__[f] for f in AFC_FUNCTIONS})
     inst = GoogleGenAIInstrumentor()
     inst.instrument(tracer_provider=observed.tracer_provider, meter_provider=observed.meter_provider)
     try:
@@ -475,6 +479,71 @@ def test_afc_async_stream_sums_every_request(observed, instrumented, server, cli
 
     asyncio.run(run())
     assert_afc_span(observed, server)
+
+
+# --- automatic continuation: no tools, several requests, the SDK sums their usage -----------------
+
+
+def assert_continued_span(observed: Any, server: FakeProviderServer) -> None:
+    assert len(server.requests) == 2
+    assert "continuationToken" in server.requests[1].body.decode()  # the SDK did continue
+    span = only_span(observed)
+    a = span.attributes
+    assert a["gen_ai.usage.input_tokens"] == AFC_INPUT
+    assert a["gen_ai.usage.output_tokens"] == AFC_OUTPUT
+    assert a["gen_ai.usage.cache_read.input_tokens"] == AFC_CACHED
+    assert a["gen_ai.usage.reasoning.output_tokens"] == HOP1.thoughts_tokens + REASONING
+    assert a["gen_ai.usage.cost"] == float(AFC_COST)
+    assert a["gen_ai.response.finish_reasons"] == ("stop",)
+
+
+def test_continuation_sums_every_request(observed, instrumented, server, client) -> None:
+    server.script(continuation_reply("Hello from ", HOP1))
+    response = client.models.generate_content(model="gemini-2.5-flash", contents=PROMPT)
+    assert response.text == "Hello from Hello from the fake Gemini."
+    assert_continued_span(observed, server)
+
+
+def test_continuation_async_sums_every_request(observed, instrumented, server, client) -> None:
+    server.script(continuation_reply("Hello from ", HOP1))
+
+    async def run() -> Any:
+        return await client.aio.models.generate_content(model="gemini-2.5-flash", contents=PROMPT)
+
+    asyncio.run(run())
+    assert_continued_span(observed, server)
+
+
+def test_afc_tool_that_calls_the_model_is_its_own_span(observed, instrumented, server, client) -> None:
+    """A tool that makes its own LLM call (an agent calling a sub-agent): that call's usage is on its
+    own span, not added to the call that ran the tool."""
+    inner_usage = GeminiUsage(prompt_tokens=700, candidates_tokens=70)
+
+    def ask_expert(question: str) -> str:
+        """Ask a second model."""
+        server.script(
+            Reply(
+                body={
+                    "candidates": [{"content": {"role": "model", "parts": [{"text": "because"}]}}],
+                    "usageMetadata": inner_usage.as_json(),
+                    "modelVersion": "gemini-2.5-flash",
+                }
+            )
+        )
+        return client.models.generate_content(model="gemini-2.5-flash", contents=question).text or ""
+
+    server.script(function_call_reply("ask_expert", {"question": "why?"}, HOP1))
+    client.models.generate_content(
+        model="gemini-2.5-flash", contents=PROMPT, config=types.GenerateContentConfig(tools=[ask_expert])
+    )
+    assert len(server.requests) == 3
+    inner, outer = observed.llm_spans()  # the tool's call ends first
+    assert inner.parent.span_id == outer.context.span_id
+    assert inner.attributes["gen_ai.usage.input_tokens"] == 700
+    assert inner.attributes["gen_ai.usage.output_tokens"] == 70
+    assert outer.attributes["gen_ai.usage.input_tokens"] == AFC_INPUT
+    assert outer.attributes["gen_ai.usage.output_tokens"] == AFC_OUTPUT
+    assert outer.attributes["gen_ai.usage.cost"] == float(AFC_COST)
 
 
 # --- Vertex AI with project/location and (fake) OAuth credentials ---------------------------------

@@ -6,10 +6,14 @@ continuation hops and automatic function calling (AFC) requests included), price
 No prompt or completion text is recorded.
 
 A public call can make several HTTP requests (AFC with Python-function tools; continuation), and
-the response it returns carries only the last AFC request's usage. The private per-request methods
-`_generate_content` / `_generate_content_stream` are therefore also wrapped: while a public call
-runs (or a step of its stream), each request's usage is collected and the span gets the sum. If a
-future SDK renames them, the span falls back to the returned response's usage.
+the response it returns carries only the last AFC request's usage (continuation hops are already
+summed into it by the SDK). So, for `generate_content` with tools, the SDK's private
+`_extra_utils.get_function_response_parts(_async)` is also wrapped: it receives every AFC response
+that asked for a function call, and the span gets their usage plus the returned response's. A call
+without tools (the common case) pays nothing for this. For streams, the private per-request
+`_generate_content_stream` is wrapped: while a step of the stream runs, each request's usage is
+collected and the span gets the sum. If a future SDK renames these, the span falls back to the
+returned response's usage.
 
 Usage is mapped to GenAI semconv terms: `prompt_token_count` already includes
 `cached_content_token_count`; `tool_use_prompt_token_count` (tool results fed back to the model,
@@ -55,11 +59,16 @@ _METHODS = (
     ("AsyncModels", "generate_content_stream", "async_stream"),
     ("AsyncModels", "embed_content", "async_embed"),
     # One HTTP request each: automatic function calling (AFC) and automatic continuation make
-    # several per public call, and the public call returns only the last one's usage.
-    ("Models", "_generate_content", "sync_hop"),
+    # several per streamed public call, and each request's chunks carry only its own usage.
     ("Models", "_generate_content_stream", "sync_stream_hop"),
-    ("AsyncModels", "_generate_content", "async_hop"),
     ("AsyncModels", "_generate_content_stream", "async_stream_hop"),
+)
+# Module functions of `google.genai._extra_utils` that get each AFC response asking for a function
+# call (and run the function); the response the public call returns carries only its own usage.
+_AFC_MODULE = "google.genai._extra_utils"
+_AFC_FUNCTIONS = (
+    ("get_function_response_parts", "afc_sync"),
+    ("get_function_response_parts_async", "afc_async"),
 )
 
 _CONFIG_ATTRIBUTES = (
@@ -91,7 +100,7 @@ class GoogleGenAIInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             logger.debug("google-genai is not importable; nothing to instrument")
             return
         state = Instrumentation.from_instrument_kwargs(SCOPE_NAME, kwargs)
-        patched: list[tuple[type, str]] = []
+        patched: list[tuple[Any, str]] = []
         type(self)._patched = patched
         for class_name, method, kind in _METHODS:
             cls = getattr(genai_models, class_name, None)
@@ -100,6 +109,20 @@ class GoogleGenAIInstrumentor(BaseInstrumentor):  # type: ignore[misc]
                 continue
             wrapt.wrap_function_wrapper(cls, method, _WRAPPER_FACTORIES[kind](state))
             patched.append((cls, method))
+        try:
+            afc_module = importlib.import_module(_AFC_MODULE)
+        except ImportError:
+            afc_module = None
+        for function, kind in _AFC_FUNCTIONS:
+            if not callable(getattr(afc_module, function, None)):
+                logger.debug(
+                    "google-genai has no %s.%s; AFC calls report the last request's usage only",
+                    _AFC_MODULE,
+                    function,
+                )
+                continue
+            wrapt.wrap_function_wrapper(afc_module, function, _WRAPPER_FACTORIES[kind](state))
+            patched.append((afc_module, function))
 
     def _uninstrument(self, **kwargs: Any) -> None:
         patched = type(self)._patched
@@ -123,14 +146,6 @@ def _api_client(instance: Any) -> Any:
     return getattr(instance, "_api_client", None)
 
 
-def _server_attributes(api_client: Any) -> dict[str, Any]:
-    options = getattr(api_client, "_http_options", None)
-    base_url = options.get("base_url") if isinstance(options, dict) else getattr(options, "base_url", None)
-    if not isinstance(base_url, str) or not base_url:
-        return {}
-    return dict(_server_of_url(base_url))
-
-
 @functools.lru_cache(maxsize=64)
 def _server_of_url(base_url: str) -> tuple[tuple[str, Any], ...]:
     """`urlsplit` costs ~20k instructions: done once per base URL."""
@@ -145,7 +160,9 @@ def _start(state: Instrumentation, instance: Any, operation: str, kwargs: dict[s
     """The call's span, or None if it could not be started (the SDK call then runs unobserved)."""
     try:
         api_client = getattr(instance, "_api_client", None)
-        request: dict[str, Any] = _server_attributes(api_client)
+        options = getattr(api_client, "_http_options", None)
+        base_url = options.get("base_url") if type(options) is dict else getattr(options, "base_url", None)
+        request: dict[str, Any] = dict(_server_of_url(base_url)) if type(base_url) is str and base_url else {}
         config = kwargs.get("config")
         if config is None:
             pass
@@ -162,7 +179,10 @@ def _start(state: Instrumentation, instance: Any, operation: str, kwargs: dict[s
             if isinstance(dims, int) and not isinstance(dims, bool):
                 request["gen_ai.embeddings.dimension.count"] = dims
         provider = PROVIDER_VERTEX_AI if getattr(api_client, "vertexai", False) else PROVIDER_GEMINI
-        return CallSpan(state, operation, provider, _strip_model(kwargs.get("model")), request)
+        model = kwargs.get("model")
+        if type(model) is not str or not model or "models/" in model:
+            model = _strip_model(model)
+        return CallSpan(state, operation, provider, model, request)
     except Exception as exc:
         FAULTS.record("google-genai call start", exc)
         return None
@@ -243,16 +263,18 @@ def _set_generate_usage(call: CallSpan, usage: Any) -> None:
     )
 
 
-def _record_response(call: CallSpan, response: Any, hops: _Hops | None = None) -> None:
+def _record_response(call: CallSpan, response: Any, afc: list[Any] | None = None) -> None:
     try:
         if isinstance(response, dict):
             candidates = response.get("candidates")
             model_version = response.get("model_version")
             response_id = response.get("response_id")
+            usage = response.get("usage_metadata")
         else:  # the SDK's typed response: plain attribute reads
             candidates = getattr(response, "candidates", None)
             model_version = getattr(response, "model_version", None)
             response_id = getattr(response, "response_id", None)
+            usage = getattr(response, "usage_metadata", None)
         finish_reasons = []
         for candidate in candidates or ():
             value = (
@@ -271,29 +293,33 @@ def _record_response(call: CallSpan, response: Any, hops: _Hops | None = None) -
         call.set_response(
             response_model=model_version, response_id=response_id, finish_reasons=finish_reasons
         )
-        usage = None
-        if hops is not None:
-            usages = hops.usages
-            usage = usages[0] if len(usages) == 1 else hops.total()  # one request: its own usage
-        if usage is None:
-            usage = _get(response, "usage_metadata")
+        if afc:  # AFC: the responses that asked for a function call, and this last one
+            usage = _usage_total([r for r in afc if r is not response] + [response])
         if usage is not None:
             _set_generate_usage(call, usage)
     except Exception as exc:
         FAULTS.record("google-genai response", exc)
 
 
-def _record_partial(call: CallSpan, hops: _Hops) -> None:
-    """A failed call whose earlier requests (e.g. AFC hops) succeeded: their tokens were billed."""
+def _record_partial(call: CallSpan, afc: list[Any] | None) -> None:
+    """A failed call whose earlier AFC requests succeeded: their tokens were billed."""
+    if not afc:
+        return
     try:
-        total = hops.total()
+        total = _usage_total(afc)
         if total is not None:
             _set_generate_usage(call, total)
     except Exception as exc:
         FAULTS.record("google-genai response", exc)
 
 
-def _record_embedding(call: CallSpan, response: Any, hops: _Hops | None = None) -> None:
+def _usage_total(responses: list[Any]) -> Any:
+    hops = _Hops()
+    hops.usages = [_get(r, "usage_metadata") for r in responses]
+    return hops.total()
+
+
+def _record_embedding(call: CallSpan, response: Any, afc: list[Any] | None = None) -> None:
     """Gemini API: `usage_metadata.prompt_token_count` (recent API versions). Vertex AI: per-embedding
     `statistics.token_count`. Neither: the span stays without usage (`costspan.cost.status=no_usage`)."""
     try:
@@ -349,37 +375,57 @@ class _Hops:
         return out
 
 
-# The public call whose HTTP requests are being made (set around the SDK call / each stream step).
+# The streamed public call whose HTTP requests are being made (set around each step of its stream).
 _ACTIVE_HOPS: contextvars.ContextVar[_Hops | None] = contextvars.ContextVar(
     "costspan_google_genai_hops", default=None
 )
+# The AFC responses of the `generate_content` call (with tools) that is running.
+_AFC_RESPONSES: contextvars.ContextVar[list[Any] | None] = contextvars.ContextVar(
+    "costspan_google_genai_afc", default=None
+)
 
 
-def _record_hop(hops: _Hops, response: Any) -> None:
+def _afc_possible(kwargs: dict[str, Any]) -> bool:
+    """AFC runs only with tools in the config; a call without them makes one request (continuation
+    hops are summed into the response by the SDK)."""
     try:
-        hops.usages.append(_get(response, "usage_metadata"))
+        return bool(_get(kwargs.get("config"), "tools"))
     except Exception as exc:
         FAULTS.record("google-genai request usage", exc)
+        return True
 
 
-def _sync_hop_factory(state: Instrumentation) -> Callable[..., Any]:
+def _afc_response(args: Any, kwargs: dict[str, Any]) -> Any:
+    return args[0] if args else kwargs.get("response")
+
+
+def _afc_sync_factory(state: Instrumentation) -> Callable[..., Any]:
     def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-        response = wrapped(*args, **kwargs)
-        hops = _ACTIVE_HOPS.get()
-        if hops is not None:  # inside an instrumented public call
-            _record_hop(hops, response)
-        return response
+        responses = _AFC_RESPONSES.get()
+        if responses is None or _ACTIVE_HOPS.get() is not None:  # not a generate_content with tools
+            return wrapped(*args, **kwargs)
+        responses.append(_afc_response(args, kwargs))
+        # It runs the caller's functions: LLM calls they make are not this call's requests.
+        token = _AFC_RESPONSES.set(None)
+        try:
+            return wrapped(*args, **kwargs)
+        finally:
+            _AFC_RESPONSES.reset(token)
 
     return wrapper
 
 
-def _async_hop_factory(state: Instrumentation) -> Callable[..., Any]:
+def _afc_async_factory(state: Instrumentation) -> Callable[..., Any]:
     async def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-        response = await wrapped(*args, **kwargs)
-        hops = _ACTIVE_HOPS.get()
-        if hops is not None:
-            _record_hop(hops, response)
-        return response
+        responses = _AFC_RESPONSES.get()
+        if responses is None or _ACTIVE_HOPS.get() is not None:
+            return await wrapped(*args, **kwargs)
+        responses.append(_afc_response(args, kwargs))
+        token = _AFC_RESPONSES.set(None)
+        try:
+            return await wrapped(*args, **kwargs)
+        finally:
+            _AFC_RESPONSES.reset(token)
 
     return wrapper
 
@@ -503,27 +549,34 @@ def _use(call: CallSpan) -> Any:
     return call.current()
 
 
-def _sync_factory(operation: str, record: Callable[[CallSpan, Any, _Hops], None]) -> Callable[..., Any]:
+Record = Callable[[CallSpan, Any, "list[Any] | None"], None]
+
+
+def _sync_factory(operation: str, record: Record) -> Callable[..., Any]:
+    generate = operation == OPERATION_GENERATE
+
     def factory(state: Instrumentation) -> Callable[..., Any]:
         def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
             call = _start(state, instance, operation, kwargs)
             if call is None:
                 return wrapped(*args, **kwargs)
             kwargs = call.admit(kwargs)  # budgets: may raise BudgetExceeded or swap the model
-            hops = _Hops()
-            hops_token = _ACTIVE_HOPS.set(hops)
+            afc = [] if generate and kwargs.get("config") is not None and _afc_possible(kwargs) else None
+            afc_token = _AFC_RESPONSES.set(afc) if afc is not None else None
             span_token = attach_span(call.span)  # spans made inside the SDK call parent under the call's
             try:
                 response = wrapped(*args, **kwargs)
             except BaseException as exc:
                 detach(span_token)
-                _ACTIVE_HOPS.reset(hops_token)
-                _record_partial(call, hops)
+                if afc_token is not None:
+                    _AFC_RESPONSES.reset(afc_token)
+                _record_partial(call, afc)
                 call.end(exc, error_type=_error_type(exc))
                 raise
             detach(span_token)
-            _ACTIVE_HOPS.reset(hops_token)
-            record(call, response, hops)
+            if afc_token is not None:
+                _AFC_RESPONSES.reset(afc_token)
+            record(call, response, afc)
             call.end()
             return response
 
@@ -532,27 +585,31 @@ def _sync_factory(operation: str, record: Callable[[CallSpan, Any, _Hops], None]
     return factory
 
 
-def _async_factory(operation: str, record: Callable[[CallSpan, Any, _Hops], None]) -> Callable[..., Any]:
+def _async_factory(operation: str, record: Record) -> Callable[..., Any]:
+    generate = operation == OPERATION_GENERATE
+
     def factory(state: Instrumentation) -> Callable[..., Any]:
         async def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
             call = _start(state, instance, operation, kwargs)
             if call is None:
                 return await wrapped(*args, **kwargs)
             kwargs = call.admit(kwargs)  # budgets: may raise BudgetExceeded or swap the model
-            hops = _Hops()
-            hops_token = _ACTIVE_HOPS.set(hops)
+            afc = [] if generate and kwargs.get("config") is not None and _afc_possible(kwargs) else None
+            afc_token = _AFC_RESPONSES.set(afc) if afc is not None else None
             span_token = attach_span(call.span)  # spans made inside the SDK call parent under the call's
             try:
                 response = await wrapped(*args, **kwargs)
             except BaseException as exc:
                 detach(span_token)
-                _ACTIVE_HOPS.reset(hops_token)
-                _record_partial(call, hops)
+                if afc_token is not None:
+                    _AFC_RESPONSES.reset(afc_token)
+                _record_partial(call, afc)
                 call.end(exc, error_type=_error_type(exc))
                 raise
             detach(span_token)
-            _ACTIVE_HOPS.reset(hops_token)
-            record(call, response, hops)
+            if afc_token is not None:
+                _AFC_RESPONSES.reset(afc_token)
+            record(call, response, afc)
             call.end()
             return response
 
@@ -618,8 +675,8 @@ _WRAPPER_FACTORIES: dict[str, Callable[[Instrumentation], Callable[..., Any]]] =
     "async": _async_factory(OPERATION_GENERATE, _record_response),
     "async_stream": _async_stream_factory,
     "async_embed": _async_factory(OPERATION_EMBEDDINGS, _record_embedding),
-    "sync_hop": _sync_hop_factory,
     "sync_stream_hop": _sync_stream_hop_factory,
-    "async_hop": _async_hop_factory,
     "async_stream_hop": _async_stream_hop_factory,
+    "afc_sync": _afc_sync_factory,
+    "afc_async": _afc_async_factory,
 }

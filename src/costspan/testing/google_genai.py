@@ -203,6 +203,34 @@ def function_call_reply(
     return Reply.sse([json.dumps(body)]) if stream else Reply(body=body)
 
 
+def continuation_reply(
+    text: str,
+    usage: GeminiUsage,
+    *,
+    token: str = "Y29udGludWUtaGVyZQ==",
+    model_version: str = "gemini-2.5-flash",
+    response_id: str = "resp-gemini-part",
+) -> Reply:
+    """A generateContent reply cut at the per-request token limit (`finishReason: CONTINUATION` with a
+    base64 `continuationToken`): the SDK's automatic continuation sends the request again. Queue it
+    with `server.script(...)` before the routes' final answer."""
+    return Reply(
+        body={
+            "candidates": [
+                {
+                    "content": {"role": "model", "parts": [{"text": text}]},
+                    "finishReason": "CONTINUATION",
+                    "continuationToken": token,
+                    "index": 0,
+                }
+            ],
+            "usageMetadata": usage.as_json(),
+            "modelVersion": model_version,
+            "responseId": response_id,
+        }
+    )
+
+
 def fake_credentials() -> Any:
     """Google credentials whose token is `fake-token`, for `genai.Client(vertexai=True, project=...,
     location=..., credentials=fake_credentials(), http_options=HttpOptions(base_url=...))`."""

@@ -184,6 +184,21 @@ CALLS: dict[str, tuple[Callable[[], Any], Callable[[Any], None]]] = {
             _ for _ in c.chat.completions.create(model=MODEL, messages=MESSAGES, max_tokens=600, stream=True)
         ],
     ),
+    # The caller asks for usage itself, as an app that wants stream tokens must: every contender
+    # then gets the same events and can report tokens, so this is the like-for-like stream.
+    "openai_stream_usage": (
+        openai_client,
+        lambda c: [
+            _
+            for _ in c.chat.completions.create(
+                model=MODEL,
+                messages=MESSAGES,
+                max_tokens=600,
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+        ],
+    ),
     "anthropic_messages": (
         anthropic_client,
         lambda c: c.messages.create(model="claude-sonnet-4-5", messages=MESSAGES, max_tokens=600),

@@ -236,7 +236,7 @@ def llm_section(quick: bool) -> tuple[str, dict[str, float]]:
         "`openai_stream`: the caller does not ask for usage; costspan asks the API for it (its span needs",
         "the tokens), so costspan's figure includes the SDK handling the usage the API then sends, and",
         "openai-v2's and OpenLLMetry's stream spans carry no tokens. `openai_stream_usage`: the caller",
-        "asks for usage itself (`stream_options={\"include_usage\": True}`), so every contender gets the",
+        'asks for usage itself (`stream_options={"include_usage": True}`), so every contender gets the',
         "same events: the like-for-like stream.",
         "Instructions: callgrind, calling thread only, difference of 40 and 240 calls in one process.",
         "CPU: process time, instrument()/uninstrument() between interleaved blocks, ratio to bare.",
@@ -395,7 +395,8 @@ def targets(facts: dict[str, float]) -> str:
         rows.append(
             f"| non-LLM span <= 1.10x SDK cost | {ratio:.3f}x | {verdict(ratio <= NON_LLM_MAX_RATIO)} |"
         )
-    for call in ("openai_chat", "openai_stream", "openai_stream_usage", "anthropic_messages", "gemini_generate"):
+    calls = ("openai_chat", "openai_stream", "openai_stream_usage", "anthropic_messages", "gemini_generate")
+    for call in calls:
         key = f"{call}:costspan"
         if key in facts:
             extra = facts[key]

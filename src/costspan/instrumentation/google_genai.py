@@ -314,9 +314,7 @@ def _record_partial(call: CallSpan, afc: list[Any] | None) -> None:
 
 
 def _usage_total(responses: list[Any]) -> Any:
-    hops = _Hops()
-    hops.usages = [_get(r, "usage_metadata") for r in responses]
-    return hops.total()
+    return _sum_usages([_get(r, "usage_metadata") for r in responses])
 
 
 def _record_embedding(call: CallSpan, response: Any, afc: list[Any] | None = None) -> None:
@@ -360,19 +358,22 @@ class _Hops:
         return len(self.usages) - 1
 
     def total(self) -> Any:
-        """Summed usage over the requests (one request's: its usage as the SDK gave it), or None when
-        no request reported any (or none was seen)."""
-        usages = self.usages
-        if len(usages) == 1:  # the usual call: one request, nothing to sum
-            return usages[0]
-        present = [u for u in usages if u is not None]
-        if not present:
-            return None
-        out: dict[str, int | None] = {}
-        for field in _USAGE_FIELDS:
-            values = [v for v in (_int(_get(u, field)) for u in present) if v is not None]
-            out[field] = sum(values) if values else None
-        return out
+        return _sum_usages(self.usages)
+
+
+def _sum_usages(usages: list[Any]) -> Any:
+    """Summed usage over requests (one request's: its usage as the SDK gave it), or None when no
+    request reported any (or none was seen)."""
+    if len(usages) == 1:  # the usual call: one request, nothing to sum
+        return usages[0]
+    present = [u for u in usages if u is not None]
+    if not present:
+        return None
+    out: dict[str, int | None] = {}
+    for field in _USAGE_FIELDS:
+        values = [v for v in (_int(_get(u, field)) for u in present) if v is not None]
+        out[field] = sum(values) if values else None
+    return out
 
 
 # The streamed public call whose HTTP requests are being made (set around each step of its stream).

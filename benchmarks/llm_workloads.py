@@ -16,9 +16,11 @@ from __future__ import annotations
 import functools
 import gc
 import json
+import sys
 from collections.abc import Callable
 from typing import Any
 
+import wrapt
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import TracerProvider
@@ -245,6 +247,27 @@ INSTRUMENTORS = {
 }
 
 
+SDK_PACKAGES = ("openai", "anthropic", "google.genai")
+# wrapt 2's C proxy base (`wrapt.ObjectProxy` is a Python subclass of it there); wrapt 1 has one.
+_PROXY = getattr(wrapt, "BaseObjectProxy", wrapt.ObjectProxy)
+# Contender -> how many wrappers its uninstrument() left on the SDKs (removed by the benchmark).
+LEFT_WRAPPED: dict[str, int] = {}
+
+
+def _wrapped_in_sdks() -> list[tuple[Any, str]]:
+    """(owner, attribute) of every wrapt wrapper on an SDK module or on a class one defines."""
+    found: list[tuple[Any, str]] = []
+    for name, module in list(sys.modules.items()):
+        if module is None or not any(name == p or name.startswith(p + ".") for p in SDK_PACKAGES):
+            continue
+        for attr, value in list(vars(module).items()):
+            if isinstance(value, _PROXY):
+                found.append((module, attr))
+            elif isinstance(value, type) and value.__module__ == name:
+                found.extend((value, a) for a, v in vars(value).items() if isinstance(v, _PROXY))
+    return found
+
+
 class Contender:
     """One instrumentation set-up for one call type; `on()`/`off()` instrument and restore."""
 
@@ -269,8 +292,20 @@ class Contender:
         self.instrumentor.instrument(**kwargs)
 
     def off(self) -> None:
-        if self.instrumentor is not None:
-            self.instrumentor.uninstrument()
+        """Uninstrument, then remove what uninstrument() left wrapped.
+
+        OpenLLMetry's `opentelemetry-instrumentation-openai` 0.62 unwraps by a dotted path that does
+        not resolve, so its wrappers stay: every later block, bare included, would run through them
+        and queue their spans (the CPU A/B of stops 13-15 grew to gigabytes and ran slow that way).
+        """
+        if self.instrumentor is None:
+            return
+        self.instrumentor.uninstrument()
+        left = _wrapped_in_sdks()
+        for owner, attr in left:
+            setattr(owner, attr, vars(owner)[attr].__wrapped__)
+        if left:
+            LEFT_WRAPPED[self.name] = len(left)
 
 
 def calls_workload(call: str, contender: str, with_meter: bool) -> Workload:

@@ -224,6 +224,11 @@ def llm_section(quick: bool) -> tuple[str, dict[str, float]]:
         cpu_extra = f"{cpu[name] / cpu[bare]:.2f}x" if name != bare else "-"
         rows.append(f"| {call} | {contender} | {instr} | {cpu_extra} |")
     missing = [f"- {name}: not measured ({why})" for name, why in available.items() if why]
+    missing += [
+        f"- {name}: its uninstrument() left {count} wrappers on the SDK; the benchmark removes them"
+        " after each block, or every later block would run through them"
+        for name, count in llm_workloads.LEFT_WRAPPED.items()
+    ]
     text = [
         "## 2. Overhead per LLM call over the bare SDK call",
         "",

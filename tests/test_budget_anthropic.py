@@ -20,10 +20,8 @@ from costspan.instrumentation.anthropic import AnthropicInstrumentor
 from costspan.testing import FakeProviderServer
 from costspan.testing.anthropic import AnthropicUsage, add_anthropic_routes
 
-pytestmark = pytest.mark.filterwarnings("ignore:The model .* is deprecated:DeprecationWarning")
-
 MTOK = Decimal(1_000_000)
-# Published prices (USD per million tokens): Sonnet 4.5 $3 / $15, Haiku 4.5 $1 / $5. The fake
+# Published prices (USD per million tokens): Sonnet 4.6 $3 / $15, Haiku 4.5 $1 / $5. The fake
 # reports 100 input and 40 output tokens.
 SONNET_CALL = (100 * Decimal(3) + 40 * Decimal(15)) / MTOK  # $0.0009
 HAIKU_CALL = (100 * Decimal(1) + 40 * Decimal(5)) / MTOK  # $0.0003
@@ -57,7 +55,7 @@ def sent_models(server: FakeProviderServer) -> list[str]:
 
 
 def create(client: Anthropic, **kwargs: Any) -> Any:
-    kwargs.setdefault("model", "claude-sonnet-4-5")
+    kwargs.setdefault("model", "claude-sonnet-4-6")
     kwargs.setdefault("max_tokens", 1024)
     return client.messages.create(messages=MESSAGES, **kwargs)
 
@@ -65,25 +63,25 @@ def create(client: Anthropic, **kwargs: Any) -> Any:
 def test_downgrade_then_refuse_messages_and_the_stream_helper(
     instrumented: Any, observed: Any, server: FakeProviderServer, client: Anthropic
 ) -> None:
-    downgrade = {"claude-sonnet-4-5": "claude-haiku-4-5"}
+    downgrade = {"claude-sonnet-4-6": "claude-haiku-4-5"}
     limit = 2 * SONNET_CALL + HAIKU_CALL
     with costspan.budget(limit, scope="block", downgrade=downgrade, downgrade_at=2 * SONNET_CALL) as spend:
         create(client)
         create(client)
-        with client.messages.stream(model="claude-sonnet-4-5", max_tokens=1024, messages=MESSAGES) as stream:
+        with client.messages.stream(model="claude-sonnet-4-6", max_tokens=1024, messages=MESSAGES) as stream:
             text = stream.get_final_text()
         with pytest.raises(BudgetExceeded):
             create(client)
         with pytest.raises(BudgetExceeded):  # noqa: SIM117
-            with client.messages.stream(model="claude-sonnet-4-5", max_tokens=1024, messages=MESSAGES):
+            with client.messages.stream(model="claude-sonnet-4-6", max_tokens=1024, messages=MESSAGES):
                 pass
     assert text
-    assert sent_models(server) == ["claude-sonnet-4-5", "claude-sonnet-4-5", "claude-haiku-4-5"]
+    assert sent_models(server) == ["claude-sonnet-4-6", "claude-sonnet-4-6", "claude-haiku-4-5"]
     assert spend.spent_usd == limit
     spans = observed.llm_spans()
     third = spans[2]
     assert third.name == "chat claude-haiku-4-5"
-    assert third.attributes["costspan.budget.downgraded_from"] == "claude-sonnet-4-5"
+    assert third.attributes["costspan.budget.downgraded_from"] == "claude-sonnet-4-6"
     assert third.attributes["gen_ai.usage.cost"] == float(HAIKU_CALL)
     assert [s.attributes["error.type"] for s in spans[3:]] == ["BudgetExceeded", "BudgetExceeded"]
 
@@ -98,10 +96,10 @@ def test_preflight_uses_max_tokens_and_the_async_client_is_refused(
         client = AsyncAnthropic(base_url=server.base_url, api_key="test", max_retries=0)
         async with client:
             with costspan.budget(SONNET_CALL + worst - Decimal("0.000001"), scope="block", preflight=True):
-                await client.messages.create(model="claude-sonnet-4-5", max_tokens=1000, messages=MESSAGES)
+                await client.messages.create(model="claude-sonnet-4-6", max_tokens=1000, messages=MESSAGES)
                 try:
                     await client.messages.create(
-                        model="claude-sonnet-4-5", max_tokens=1000, messages=MESSAGES
+                        model="claude-sonnet-4-6", max_tokens=1000, messages=MESSAGES
                     )
                 except BudgetExceeded as exc:
                     return exc

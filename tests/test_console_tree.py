@@ -107,7 +107,7 @@ def test_nested_tree_with_box_characters_and_cached_tokens(h: Harness) -> None:
     h.end(research, rollup(0.11006, 1))
     summariser = h.start("invoke_agent summariser", root, {attrs.GEN_AI_OPERATION_NAME: "invoke_agent"})
     step = h.start("draft", summariser)
-    claude = h.start("chat claude-sonnet-4-5", step, chat("claude-sonnet-4-5"))
+    claude = h.start("chat claude-sonnet-4-6", step, chat("claude-sonnet-4-6"))
     h.end(
         claude,
         {
@@ -132,7 +132,7 @@ def test_nested_tree_with_box_characters_and_cached_tokens(h: Harness) -> None:
         "│  └─ execute_tool clearbit.enrich  $0.1000\n"
         "└─ invoke_agent summariser  $0.0368\n"
         "   ├─ draft  $0.0368\n"
-        "   │  └─ chat claude-sonnet-4-5  $0.0368  6,000 in (4,000 cached, 1,500 cache write)"
+        "   │  └─ chat claude-sonnet-4-6  $0.0368  6,000 in (4,000 cached, 1,500 cache write)"
         " / 1,900 out (1,000 reasoning)\n"
         "   └─ format\n"
     )

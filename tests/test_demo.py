@@ -25,7 +25,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 MTOK = Decimal(1_000_000)
 GPT_4O = (Decimal("2.50"), Decimal("1.25"), None, Decimal("10"))
 GPT_4O_MINI = (Decimal("0.15"), Decimal("0.075"), None, Decimal("0.60"))
-CLAUDE_SONNET_4_5 = (Decimal("3"), Decimal("0.30"), Decimal("3.75"), Decimal("15"))
+CLAUDE_SONNET_4_6 = (Decimal("3"), Decimal("0.30"), Decimal("3.75"), Decimal("15"))
 
 
 def call_cost(
@@ -57,9 +57,9 @@ PLAN = call_cost(GPT_4O_MINI, 1800, 220)
 #   1,152 x $0.15 + 2,048 x $0.075 + 450 x $0.60 = $172.8 + $153.6 + $270 per MTok = $0.0005964
 CONTACT = call_cost(GPT_4O_MINI, 3200, 450, cache_read=2048)
 PERSON = PLAN + 3 * CONTACT  # $0.0021912
-# summariser: claude-sonnet-4-5 6,000 in (4,000 cache read, 1,500 cache write) / 900 out
+# summariser: claude-sonnet-4-6 6,000 in (4,000 cache read, 1,500 cache write) / 900 out
 #   500 x $3 + 4,000 x $0.30 + 1,500 x $3.75 + 900 x $15 = $1,500 + $1,200 + $5,625 + $13,500 per MTok
-SUMMARY = call_cost(CLAUDE_SONNET_4_5, 6000, 900, cache_read=4000, cache_write=1500)  # $0.021825
+SUMMARY = call_cost(CLAUDE_SONNET_4_6, 6000, 900, cache_read=4000, cache_write=1500)  # $0.021825
 TOTAL = COMPANY + PERSON + SUMMARY  # $0.1340762
 LLM_CALLS = 1 + 1 + 3 + 1
 
@@ -122,7 +122,7 @@ def test_calls_tool_and_parallel_contacts(demo_output: str) -> None:
     ]
     assert lines[-2:] == [
         f"└─ invoke_agent summariser  {dollars(SUMMARY)}",
-        f"   └─ chat claude-sonnet-4-5  {dollars(SUMMARY)}"
+        f"   └─ chat claude-sonnet-4-6  {dollars(SUMMARY)}"
         "  6,000 in (4,000 cached, 1,500 cache write) / 900 out",
     ]
     contact_call = f"chat gpt-4o-mini  {dollars(CONTACT)}  3,200 in (2,048 cached) / 450 out"

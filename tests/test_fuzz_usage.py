@@ -56,7 +56,7 @@ token_values = st.one_of(
     st.tuples(st.integers(0, 10)),
 )
 names = st.one_of(
-    st.sampled_from(["gpt-4o", "gpt-4o-mini", "claude-sonnet-4-5-20250929", "models/gemini-2.5-flash", "o3"]),
+    st.sampled_from(["gpt-4o", "gpt-4o-mini", "claude-sonnet-4-6", "models/gemini-2.5-flash", "o3"]),
     st.sampled_from(["openai", "anthropic", "gcp.gemini", "aws.bedrock", "", "OPENAI"]),
     st.text(max_size=30),
     st.integers(),

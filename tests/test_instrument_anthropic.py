@@ -42,8 +42,8 @@ from costspan.testing.anthropic import (
 MTOK = Decimal(1_000_000)
 # Published prices (USD per million tokens): input, cache read, cache write (5 min), output.
 HAIKU_45 = (Decimal("1"), Decimal("0.10"), Decimal("1.25"), Decimal("5"))
-SONNET_45 = (Decimal("3"), Decimal("0.30"), Decimal("3.75"), Decimal("15"))
-SONNET_45_BEDROCK = (Decimal("3.30"), Decimal("0.33"), Decimal("4.125"), Decimal("16.50"))  # regional
+SONNET_46 = (Decimal("3"), Decimal("0.30"), Decimal("3.75"), Decimal("15"))
+SONNET_46_BEDROCK = (Decimal("3.30"), Decimal("0.33"), Decimal("4.125"), Decimal("16.50"))  # regional
 
 PROMPT = "SECRET-PROMPT-7f3a tell me about cost"
 MESSAGES = [{"role": "user", "content": PROMPT}]
@@ -60,9 +60,11 @@ USAGE = AnthropicUsage(
 
 MODEL = "claude-haiku-4-5"
 SNAPSHOT = "claude-haiku-4-5-20251001"
-BEDROCK_MODEL = "anthropic.claude-sonnet-4-5-20250929-v1:0"
-VERTEX_MODEL = "claude-sonnet-4-5@20250929"
-SONNET_SNAPSHOT = "claude-sonnet-4-5-20250929"
+# Sonnet 4.6 has no dated snapshots: Bedrock and Vertex take bare ids and the API answers with the
+# model's own name.
+BEDROCK_MODEL = "anthropic.claude-sonnet-4-6"
+VERTEX_MODEL = "claude-sonnet-4-6"
+SONNET_RESPONSE_MODEL = "claude-sonnet-4-6"
 MESSAGE_ID = "msg_fake0123456789"
 
 
@@ -186,7 +188,7 @@ def assert_request_attrs(span: Any) -> None:
 
 def test_expected_dollars_by_hand() -> None:
     # 1000 x $1 + 400 x $0.10 + 300 x $1.25 + 200 x $5, per million tokens.
-    expected = {"haiku": HAIKU_COST, "sonnet on bedrock": cost(SONNET_45_BEDROCK)}
+    expected = {"haiku": HAIKU_COST, "sonnet on bedrock": cost(SONNET_46_BEDROCK)}
     assert expected == {"haiku": Decimal("0.002415"), "sonnet on bedrock": Decimal("0.0079695")}
 
 
@@ -497,8 +499,8 @@ def assert_bedrock_span(span: Any, server: FakeProviderServer) -> None:
         span,
         server,
         model=BEDROCK_MODEL,
-        response_model=SONNET_SNAPSHOT,
-        prices=SONNET_45_BEDROCK,
+        response_model=SONNET_RESPONSE_MODEL,
+        prices=SONNET_46_BEDROCK,
         provider="aws.bedrock",
     )
 
@@ -508,8 +510,8 @@ def assert_vertex_span(span: Any, server: FakeProviderServer) -> None:
         span,
         server,
         model=VERTEX_MODEL,
-        response_model=SONNET_SNAPSHOT,
-        prices=SONNET_45,
+        response_model=SONNET_RESPONSE_MODEL,
+        prices=SONNET_46,
         provider="gcp.vertex_ai",
     )
 
@@ -581,8 +583,8 @@ def test_bedrock_global_inference_profile_priced_at_global_price(observed, instr
     model = "global." + BEDROCK_MODEL
     bedrock(server).messages.create(**{**KW, "model": model})
     span = only_span(observed)
-    assert span.attributes["gen_ai.response.model"] == SONNET_SNAPSHOT  # what Bedrock answers
-    assert span.attributes["gen_ai.usage.cost"] == float(cost(SONNET_45))
+    assert span.attributes["gen_ai.response.model"] == SONNET_RESPONSE_MODEL  # what Bedrock answers
+    assert span.attributes["gen_ai.usage.cost"] == float(cost(SONNET_46))
 
 
 # --- retries and failures -----------------------------------------------------------------------
@@ -879,7 +881,7 @@ def test_task_attribution_and_rollup(observed, instrumented, server, client) -> 
     spans = observed.llm_spans()
     assert [s.attributes["costspan.customer_id"] for s in spans] == ["c1", "c1"]
     task = _parent_attrs(observed, "t")
-    assert task["costspan.rollup.cost_usd"] == float(HAIKU_COST + cost(SONNET_45_BEDROCK))
+    assert task["costspan.rollup.cost_usd"] == float(HAIKU_COST + cost(SONNET_46_BEDROCK))
     assert task["costspan.rollup.llm_calls"] == 2
     assert task["costspan.rollup.input_tokens"] == 2 * INPUT
     assert task["costspan.rollup.cache_write_tokens"] == 2 * CACHE_WRITE

@@ -95,10 +95,10 @@ def test_gpt_4o_cached_example(card: RateCard) -> None:
             "0.000285",
         ),
         ("openai", "gpt-4o-2024-05-13", {"input_tokens": 1_000_000, "output_tokens": 1_000_000}, "20"),
-        # claude-sonnet-4-5: $3 in, $0.30 cache read, $3.75 cache write, $15 out
+        # claude-sonnet-4-6: $3 in, $0.30 cache read, $3.75 cache write, $15 out
         (
             "anthropic",
-            "claude-sonnet-4-5",
+            "claude-sonnet-4-6",
             {
                 "input_tokens": 10_000,
                 "cache_read_tokens": 4000,
@@ -108,7 +108,9 @@ def test_gpt_4o_cached_example(card: RateCard) -> None:
             "0.0357",
         ),
         # above 200k input tokens (cache included) every token is billed at the long-context tier:
-        # $6 in, $0.60 cache read, $7.50 cache write, $22.50 out
+        # $6 in, $0.60 cache read, $7.50 cache write, $22.50 out. claude-sonnet-4-5 (end of life
+        # 2026-11-30) stays here: its tier applies at every date, claude-sonnet-4-6's only before
+        # 2026-03-13 (see test_claude_sonnet_4_6_long_context_tier_ends_2026_03_13).
         (
             "anthropic",
             "claude-sonnet-4-5",
@@ -177,6 +179,20 @@ def test_o3_price_change_by_date(card: RateCard) -> None:
     assert usd(card.price("openai", "o3", start_time_ns=ns(after), **usage)) == Decimal("10")
 
 
+def test_claude_sonnet_4_6_long_context_tier_ends_2026_03_13(card: RateCard) -> None:
+    usage = {"input_tokens": 200_001, "output_tokens": 1000}
+    before = datetime(2026, 3, 12, 23, 59, 59, 999999, tzinfo=UTC)
+    after = datetime(2026, 3, 13, 0, 0, tzinfo=UTC)
+    # 200,001 x $6 + 1,000 x $22.50 per million tokens: the long-context tier
+    got = card.price("anthropic", "claude-sonnet-4-6", start_time_ns=ns(before), **usage)
+    assert usd(got) == Decimal("1.222506")
+    # 200,001 x $3 + 1,000 x $15 per million tokens: flat from 2026-03-13
+    got = card.price("anthropic", "claude-sonnet-4-6", start_time_ns=ns(after), **usage)
+    assert usd(got) == Decimal("0.615003")
+    for when, expected in ((before, "1.222506"), (after, "0.615003")):
+        assert reference("anthropic", "claude-sonnet-4-6", usage, when) == Fraction(expected)
+
+
 def test_deepseek_off_peak(card: RateCard) -> None:
     usage = {"input_tokens": 1_000_000, "output_tokens": 1_000_000}
     peak = datetime(2025, 3, 1, 0, 30, tzinfo=UTC)
@@ -200,7 +216,7 @@ TABLE_MODELS: list[tuple[str | None, str]] = [
     ("openai", "o3"),
     ("openai", "o4-mini"),
     ("openai", "gpt-5"),
-    ("anthropic", "claude-sonnet-4-5"),
+    ("anthropic", "claude-sonnet-4-5"),  # long-context tiers at every date (end of life 2026-11-30)
     ("anthropic", "claude-3-5-sonnet-20240620"),
     ("anthropic", "claude-3-5-haiku"),
     ("anthropic", "claude-opus-4-1"),
@@ -221,7 +237,7 @@ TABLE_MODELS: list[tuple[str | None, str]] = [
     ("perplexity", "sonar-deep-research"),
     ("aws", "us.anthropic.claude-sonnet-4-6-v1:0"),
     (None, "gpt-4o"),
-    (None, "claude-sonnet-4-5"),
+    (None, "claude-sonnet-4-6"),
 ]
 TABLE_USAGES: list[dict[str, int]] = [
     {"input_tokens": 1234, "output_tokens": 567},
@@ -370,6 +386,7 @@ def test_fallback_pricer_matches_genai_prices() -> None:
     from costspan.pricing.pricers import FallbackPricer
 
     provider = next(p for p in bundled_providers if p.id == "anthropic")
+    # claude-sonnet-4-5: a long-context tier at every date, which 300,000 input tokens reach
     model = next(m for m in provider.models if m.id == "claude-sonnet-4-5")
     fallback = FallbackPricer(model, provider, SOURCE, "test")
     compiled = CompiledPricer(compile_model(model), SOURCE)

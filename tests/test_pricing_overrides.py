@@ -56,7 +56,7 @@ def yaml_file(tmp_path: Path) -> Path:
 def test_from_file_has_only_file_prices(yaml_file: Path) -> None:
     card = RateCard.from_file(yaml_file)
     assert usd(card, "acme", "acme-llm-large") == Decimal(3)
-    assert usd(card, "openai", "claude-sonnet-4-5") is None
+    assert usd(card, "openai", "claude-sonnet-4-6") is None
     assert usd(card, "openai", "gpt-4o-mini") is None
     got = card.price("acme", "acme-llm-large", start_time_ns=NOW, **MTOK)
     assert got is not None and got.source == "override:prices.yaml"

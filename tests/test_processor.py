@@ -19,7 +19,7 @@ from llm import llm_call
 # Published prices, USD per million tokens.
 GPT_4O = {"in": Fraction("2.50"), "cached": Fraction("1.25"), "out": Fraction("10.00")}
 GPT_4O_MINI = {"in": Fraction("0.15"), "cached": Fraction("0.075"), "out": Fraction("0.60")}
-SONNET_45 = {"in": Fraction(3), "read": Fraction("0.30"), "write": Fraction("3.75"), "out": Fraction(15)}
+SONNET_46 = {"in": Fraction(3), "read": Fraction("0.30"), "write": Fraction("3.75"), "out": Fraction(15)}
 
 
 def gpt_4o_usd(inp: int, out: int, cached: int = 0) -> Fraction:
@@ -44,15 +44,15 @@ def test_gpt_4o_call_priced_exactly(traced):
     assert span.attributes[A.ROLLUP_CACHE_READ_TOKENS] == 1024
 
 
-def test_claude_sonnet_45_with_cache_write_under_legacy_system_attribute(traced):
+def test_claude_sonnet_46_with_cache_write_under_legacy_system_attribute(traced):
     tracer = traced.tracer
     span = tracer.start_span(
         "anthropic.chat",
         kind=trace.SpanKind.CLIENT,
         attributes={
             "gen_ai.system": "anthropic",
-            "gen_ai.request.model": "claude-sonnet-4-5",
-            "gen_ai.response.model": "claude-sonnet-4-5-20250929",
+            "gen_ai.request.model": "claude-sonnet-4-6",
+            "gen_ai.response.model": "claude-sonnet-4-6",
             "gen_ai.usage.input_tokens": 12_000,
             "gen_ai.usage.output_tokens": 800,
             "gen_ai.usage.cache_read.input_tokens": 6_000,
@@ -63,7 +63,7 @@ def test_claude_sonnet_45_with_cache_write_under_legacy_system_attribute(traced)
     got = traced.spans()["anthropic.chat"].attributes
     # 2,000 x $3 + 6,000 x $0.30 + 4,000 x $3.75 + 800 x $15 per million = $0.0348
     expected = (
-        2000 * SONNET_45["in"] + 6000 * SONNET_45["read"] + 4000 * SONNET_45["write"] + 800 * SONNET_45["out"]
+        2000 * SONNET_46["in"] + 6000 * SONNET_46["read"] + 4000 * SONNET_46["write"] + 800 * SONNET_46["out"]
     ) / 10**6
     assert expected == Fraction("0.0348")
     assert got[A.GEN_AI_USAGE_COST] == 0.0348

@@ -98,7 +98,7 @@ def test_real_anthropic_sdk_spans_are_priced() -> None:
 def test_real_anthropic_sdk_count_tokens_is_not_a_call() -> None:
     provider, exporter = priced_provider()
     client = anthropic_client({"tracer_provider": provider})
-    client.messages.count_tokens(model="claude-sonnet-4-5", messages=[{"role": "user", "content": "hi"}])
+    client.messages.count_tokens(model="claude-sonnet-4-6", messages=[{"role": "user", "content": "hi"}])
     (span,) = exporter.get_finished_spans()
     assert span.name == "anthropic.messages.count_tokens"
     assert_priced(span.attributes, load_fixture(FIXTURES / "anthropic_sdk_count_tokens.json"))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -69,7 +68,7 @@ _ANTHROPIC_MESSAGE = {
     "id": "msg_01",
     "type": "message",
     "role": "assistant",
-    "model": "claude-sonnet-4-5-20250929",
+    "model": "claude-sonnet-4-6",
     "content": [{"type": "text", "text": "hi"}],
     "stop_reason": "end_turn",
     "stop_sequence": None,
@@ -133,8 +132,6 @@ def openai_client() -> Any:
 
 
 def create_message(client: Any) -> None:
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)  # claude-sonnet-4-5's deprecation notice
-        client.messages.create(
-            model="claude-sonnet-4-5", max_tokens=10, messages=[{"role": "user", "content": "hi"}]
-        )
+    client.messages.create(
+        model="claude-sonnet-4-6", max_tokens=10, messages=[{"role": "user", "content": "hi"}]
+    )

@@ -8,7 +8,7 @@ printed totals are the same on every run. The task: enrich a sales lead.
 lead-enrichment                      task, customer cus_8821, feature lead-gen
 ├─ invoke_agent company-research     gpt-4o (openai) + clearbit.enrich tool ($0.10 rate-card override)
 ├─ invoke_agent person-research      gpt-4o-mini plan, then 3 contacts enriched in parallel threads
-└─ invoke_agent summariser           claude-sonnet-4-5 (anthropic), with prompt caching
+└─ invoke_agent summariser           claude-sonnet-4-6 (anthropic), with prompt caching
 ```
 """
 
@@ -91,7 +91,7 @@ def run_task(provider: TracerProvider) -> None:
 
         with costspan.agent("summariser", tracer_provider=provider):
             fake_llm_call(
-                tracer, "anthropic", "claude-sonnet-4-5", 6000, 900, cache_read=4000, cache_write=1500
+                tracer, "anthropic", "claude-sonnet-4-6", 6000, 900, cache_read=4000, cache_write=1500
             )
 
 

@@ -6,7 +6,7 @@ lead-enrichment  $0.1439 total  7 calls  customer=cus_8821 feature=lead-gen task
 │  ├─ chat gpt-4o  $0.0101  2,480 in (1,024 cached) / 514 out
 │  └─ execute_tool clearbit.enrich  $0.1000
 └─ invoke_agent summariser  $0.0338
-   └─ chat claude-sonnet-4-5  $0.0338  ...
+   └─ chat claude-sonnet-4-6  $0.0338  ...
 ```
 
 Spans are exported when they end, so children arrive before their parents. The exporter buffers

@@ -7,9 +7,11 @@ Point the real SDK at the server::
     bedrock = AnthropicBedrock(base_url=server.base_url, api_key="test", aws_region="us-east-1")
     vertex = AnthropicVertex(base_url=server.base_url, region="us-east5", project_id="p", access_token="t")
 
-Replies look like the real APIs': a `msg_...` id, the dated model snapshot (`claude-sonnet-4-5` ->
-`claude-sonnet-4-5-20250929`; Bedrock's `anthropic.claude-sonnet-4-5-20250929-v1:0` and Vertex's
-`claude-sonnet-4-5@20250929` answer with `claude-sonnet-4-5-20250929`), `usage` in Anthropic's terms
+Replies look like the real APIs': a `msg_...` id, the model name the API reports (an alias answers
+with its dated snapshot: `claude-haiku-4-5` -> `claude-haiku-4-5-20251001`, and so do Bedrock's
+`anthropic.claude-haiku-4-5-20251001-v1:0` and Vertex's `claude-haiku-4-5@20251001`; a model without
+snapshots answers with its own name: `claude-sonnet-4-6`, Bedrock's `anthropic.claude-sonnet-4-6`,
+Vertex's `claude-sonnet-4-6` -> `claude-sonnet-4-6`), `usage` in Anthropic's terms
 (`input_tokens` EXCLUDES `cache_read_input_tokens` and `cache_creation_input_tokens`). With
 `"stream": true` (first party, Vertex `:streamRawPredict`) the reply is server-sent events:
 `message_start` (usage with the input and cache counts, `output_tokens` a placeholder),
@@ -42,7 +44,7 @@ VERTEX_PREDICT_PATH = (
 
 # Requested alias -> the dated snapshot the API answers with.
 SNAPSHOTS = {
-    "claude-sonnet-4-5": "claude-sonnet-4-5-20250929",
+    "claude-sonnet-4-5": "claude-sonnet-4-5-20250929",  # end of life 2026-11-30; answered until then
     "claude-haiku-4-5": "claude-haiku-4-5-20251001",
     "claude-opus-4-1": "claude-opus-4-1-20250805",
     "claude-sonnet-4-0": "claude-sonnet-4-20250514",
@@ -100,7 +102,7 @@ class AnthropicUsage:
 def snapshot(model: str | None) -> str:
     """The model name the API reports for a requested model name (or Bedrock / Vertex model id)."""
     if not model:
-        return "claude-sonnet-4-5-20250929"
+        return "claude-sonnet-4-6"
     match = _BEDROCK_ID.match(model)
     if match:
         model = match.group("name")

@@ -203,7 +203,7 @@ CALLS: dict[str, tuple[Callable[[], Any], Callable[[Any], None]]] = {
     ),
     "anthropic_messages": (
         anthropic_client,
-        lambda c: c.messages.create(model="claude-sonnet-4-5", messages=MESSAGES, max_tokens=600),
+        lambda c: c.messages.create(model="claude-sonnet-4-6", messages=MESSAGES, max_tokens=600),
     ),
     "gemini_generate": (
         gemini_client,

@@ -321,6 +321,77 @@ def test_caller_asked_for_usage_sees_usage_chunk(observed, server, client) -> No
     assert_chat_span(only_span(observed), server)
 
 
+def test_caller_asked_for_usage_async_span_from_last_chunks(observed, instrumented, server) -> None:
+    # One choice, usage asked by the caller: the span is read from the stream's last chunks only.
+    async def run() -> list[Any]:
+        async with make_async_client(server) as c:
+            stream = await c.chat.completions.create(
+                **CHAT_KW, stream=True, stream_options={"include_usage": True}
+            )
+            return [chunk async for chunk in stream]
+
+    chunks = asyncio.run(run())
+    assert len(chunks) == 6  # role, 3 pieces, finish, usage: the first two are not looked at
+    assert chunks[-1].usage.prompt_tokens == INPUT
+    assert_chat_span(only_span(observed), server)
+
+
+def test_several_choices_stream_keeps_every_finish_reason(observed, instrumented, server, client) -> None:
+    # Choice 0 finishes 6 chunks before the end: more than the last chunks a one-choice stream keeps.
+    chunks = _stream_dicts(client, n=2, stream_options={"include_usage": True})
+    assert [c["choices"][0]["finish_reason"] for c in chunks if c["choices"]][4] == "length"
+    assert (
+        len(chunks)
+        - next(i for i, c in enumerate(chunks) if c["choices"] and c["choices"][0]["finish_reason"])
+        == 7
+    )
+    span = only_span(observed)
+    assert span.attributes["gen_ai.request.choice.count"] == 2
+    assert span.attributes["gen_ai.response.finish_reasons"] == ("length", "stop")
+    assert span.attributes["gen_ai.usage.input_tokens"] == INPUT
+    assert span.attributes["gen_ai.usage.cost"] == float(cost(GPT4O))
+
+
+def test_abandoned_stream_with_caller_usage_ends_span(observed, instrumented, server, client) -> None:
+    stream = client.chat.completions.create(**CHAT_KW, stream=True, stream_options={"include_usage": True})
+    for _ in stream:
+        break
+    assert observed.llm_spans() == []
+    del stream
+    gc.collect()
+    span = only_span(observed)
+    assert span.end_time is not None
+    assert span.attributes["gen_ai.response.model"] == "gpt-4o-2024-08-06"
+    assert span.attributes["gen_ai.response.id"] == "chatcmpl-fake123"
+    assert "gen_ai.usage.input_tokens" not in span.attributes  # the usage chunk never came
+
+
+def _next_dicts(client: OpenAI, **extra: Any) -> list[dict[str, Any]]:
+    stream = client.chat.completions.create(**CHAT_KW, stream=True, **extra)
+    out = []
+    while True:
+        try:
+            out.append(next(stream).to_dict())
+        except StopIteration:
+            return out
+
+
+@pytest.mark.parametrize("caller_usage", [False, True], ids=["costspan-asks-usage", "caller-asks-usage"])
+def test_stream_read_with_next(observed, server, client, caller_usage: bool) -> None:
+    # The proxy's own __next__ (not `for`): chunks as uninstrumented, span from the last chunks.
+    extra: dict[str, Any] = {"stream_options": {"include_usage": True}} if caller_usage else {}
+    uninstrumented = _next_dicts(client, **extra)
+    inst = OpenAIInstrumentor()
+    inst.instrument(tracer_provider=observed.tracer_provider, meter_provider=observed.meter_provider)
+    try:
+        instrumented = _next_dicts(client, **extra)
+    finally:
+        inst.uninstrument()
+    assert instrumented == uninstrumented
+    assert ("usage" in instrumented[-1]) is caller_usage
+    assert_chat_span(only_span(observed), server)
+
+
 def test_chat_stream_helper(observed, instrumented, server, client) -> None:
     with client.chat.completions.stream(**CHAT_KW) as stream:
         for _ in stream:

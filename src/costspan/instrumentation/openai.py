@@ -37,7 +37,7 @@ from opentelemetry.instrumentation.utils import unwrap
 from costspan.context_access import attach_span, detach
 from costspan.instrumentation._call import FAULTS, CallSpan, Instrumentation
 from costspan.instrumentation._client_facts import ClientFacts
-from costspan.instrumentation._stream import AsyncStreamProxy, SyncStreamProxy
+from costspan.instrumentation._stream import AsyncStreamProxy, OnItem, SyncStreamProxy, Tail
 from costspan.instrumentation._values import get_field as _get
 from costspan.instrumentation._values import non_empty_str as _str
 from costspan.instrumentation._values import token_count as _int
@@ -418,10 +418,21 @@ def _record(call: CallSpan, api: str, response: Any) -> None:
         FAULTS.record("openai response", exc)
 
 
+_TAIL_CHUNKS = 4
+
+
 class _ChatStreamState:
     """What a chat stream has shown so far."""
 
-    __slots__ = ("call", "finish_reasons", "hide_usage", "response_id", "response_model", "usage")
+    __slots__ = (
+        "call",
+        "finish_reasons",
+        "hide_usage",
+        "response_id",
+        "response_model",
+        "usage",
+        "usage_event_taken",
+    )
 
     def __init__(self, call: CallSpan, hide_usage: bool) -> None:
         self.call = call
@@ -430,9 +441,26 @@ class _ChatStreamState:
         self.response_model: str | None = None
         self.response_id: str | None = None
         self.finish_reasons: dict[int, str] = {}
+        self.usage_event_taken = False
+
+    def watch(self) -> OnItem | Tail:
+        """How the proxy shows this state the chunks: each one as it comes, where the usage chunk
+        costspan asked for may reach the caller (see `_take_usage_event`) or the request asked for
+        several choices (their finish reasons come in any chunk); else the last few, when the
+        stream ends. A one-choice stream says everything the span needs in its last chunks: the
+        finish reason, then usage (and, on Azure, a content filter result)."""
+        choices = self.call.attributes.get("gen_ai.request.choice.count", 1)
+        if choices != 1 or (self.hide_usage and not self.usage_event_taken):
+            return self.on_item
+        return Tail(_TAIL_CHUNKS, self.look, _unset_null_usage if self.hide_usage else None)
+
+    def look(self, chunks: list[Any]) -> None:
+        for chunk in chunks:
+            self.on_item(chunk)
 
     def on_item(self, chunk: Any) -> bool:
-        # Runs for every chunk (~8 per short answer): no helper calls on the common path.
+        # Where the proxy shows each chunk (see `watch`), runs for every one: no helper calls on the
+        # common path.
         if type(chunk) is dict:
             return self._on_dict(chunk)
         if self.response_id is None:  # every chunk of a stream repeats the first one's id and model
@@ -492,6 +520,15 @@ class _ChatStreamState:
             _set_any_chat_usage(call, self.usage)
 
 
+def _unset_null_usage(chunk: Any) -> None:
+    """costspan's include_usage makes the API send `"usage": null` on every other chunk: an
+    uninstrumented caller's chunks do not have that field set."""
+    try:  # noqa: SIM105  (runs for every chunk: cheaper than contextlib.suppress)
+        chunk.__pydantic_fields_set__.discard("usage")
+    except AttributeError:
+        pass
+
+
 def _took_usage(data: str, state: _ChatStreamState) -> bool:
     """If an SSE event's data is the usage-only chunk (no choices), its usage goes to the state: True."""
     try:
@@ -504,25 +541,23 @@ def _took_usage(data: str, state: _ChatStreamState) -> bool:
     return False
 
 
-def _not_started(iterator: Any) -> bool:
-    frame = iterator.ag_frame
-    return frame is not None and frame.f_lasti <= 0
-
-
-def _take_usage_event(stream: Any, state: _ChatStreamState) -> None:
+def _take_usage_event(stream: Any, state: _ChatStreamState) -> bool:
     """Read the usage-only chunk costspan asked for off the SSE events, before the SDK builds a
-    typed chunk of it that the caller would never see.
+    typed chunk of it that the caller would never see. True when that is set up.
 
     Uses the SDK's private `Stream._iter_events` (openai 3.0 to 3.54), which its `__stream__`
     generator calls at the first chunk: replaced on this stream instance only, before the
     iteration starts. Anything else (a stream already started, another shape) keeps the SDK's
-    path, and the proxy hides the typed usage chunk as before.
+    path: False, and the proxy hides the typed usage chunk, looking at each chunk.
+
+    (Dropping the `"usage":null` the API then puts on every other chunk from the event text too
+    was slower: the SDK fills a missing field with its default at a higher cost than a null.)
     """
     try:
         read_events = getattr(type(stream), "_iter_events", None)
         iterator = getattr(stream, "_iterator", None)
         if read_events is None or "_iter_events" in vars(stream):
-            return
+            return False
         if inspect.isgenerator(iterator) and inspect.getgeneratorstate(iterator) == inspect.GEN_CREATED:
 
             def events() -> Iterator[Any]:
@@ -559,8 +594,12 @@ def _take_usage_event(stream: Any, state: _ChatStreamState) -> None:
                     yield event
 
             stream._iter_events = async_events
+        else:
+            return False
+        return True
     except Exception as exc:
         FAULTS.record("openai stream usage event", exc)
+        return False
 
 
 _RESPONSE_EVENTS_WITH_RESPONSE = frozenset(
@@ -583,6 +622,9 @@ class _ResponsesStreamState:
         self.call = call
         self.response: Any = None
 
+    def watch(self) -> OnItem:
+        return self.on_item
+
     def on_item(self, event: Any) -> bool:
         if _get(event, "type") in _RESPONSE_EVENTS_WITH_RESPONSE:
             response = _get(event, "response")
@@ -598,10 +640,10 @@ class _ResponsesStreamState:
 def _stream_proxy(call: CallSpan, api: str, hide_usage: bool, stream: Any) -> Any:
     """The SDK's Stream/AsyncStream, proxied so that the call's span ends with the stream."""
     state = _ChatStreamState(call, hide_usage) if api == CHAT else _ResponsesStreamState(call)
-    if hide_usage and api == CHAT:
-        _take_usage_event(stream, state)  # type: ignore[arg-type]
+    if hide_usage and api == CHAT and _take_usage_event(stream, state):  # type: ignore[arg-type]
+        state.usage_event_taken = True
     proxy_cls = AsyncStreamProxy if isinstance(stream, _sdk().async_stream) else SyncStreamProxy
-    return proxy_cls(stream, call, state.on_item, state.on_done, _error_type)
+    return proxy_cls(stream, call, state.watch(), state.on_done, _error_type)
 
 
 class _StreamingAPIResponse(wrapt.ObjectProxy):  # type: ignore[misc]

@@ -214,20 +214,26 @@ def add_openai_routes(
                 out["usage"] = chunk_usage
             return out
 
-        events: list[Any] = [
-            chunk(
-                [
-                    {
-                        "index": 0,
-                        "delta": {"role": "assistant", "content": "", "refusal": None},
-                        "finish_reason": None,
-                    }
-                ]
+        # `n` choices stream one after another; all but the last end with "length".
+        requested = body.get("n")
+        choices = requested if isinstance(requested, int) and requested > 1 else 1
+        events: list[Any] = []
+        for index in range(choices):
+            events.append(
+                chunk(
+                    [
+                        {
+                            "index": index,
+                            "delta": {"role": "assistant", "content": "", "refusal": None},
+                            "finish_reason": None,
+                        }
+                    ]
+                )
             )
-        ]
-        for piece in pieces():
-            events.append(chunk([{"index": 0, "delta": {"content": piece}, "finish_reason": None}]))
-        events.append(chunk([{"index": 0, "delta": {}, "finish_reason": finish_reason}]))
+            for piece in pieces():
+                events.append(chunk([{"index": index, "delta": {"content": piece}, "finish_reason": None}]))
+            reason = finish_reason if index == choices - 1 else "length"
+            events.append(chunk([{"index": index, "delta": {}, "finish_reason": reason}]))
         if include_usage:
             events.append(chunk([], chat_usage.chat_json()))
         return [json.dumps(e, separators=separators) for e in events] + ["[DONE]"]

@@ -207,11 +207,14 @@ def test_traces_exporter_costspan_prints_the_cost_tree(server: FakeProviderServe
     result = run_instrumented(app, env, "--traces_exporter", "costspan")
     assert result.returncode == 0, result.stderr
     lines = result.stdout.splitlines()
-    assert lines[0] == "app done"
-    assert lines[1].startswith(
+    # The tree prints when the batch processor exports: at shutdown, after the app's own line, or
+    # before it when a loaded machine lets the export's schedule come first.
+    assert lines.count("app done") == 1
+    lines.remove("app done")
+    assert lines[0].startswith(
         f"enrich  $0.0090 total  2 calls  customer={CUSTOMER} feature={FEATURE} task_id="
     )
-    assert lines[2:] == [
+    assert lines[1:] == [
         "├─ chat gpt-4o  $0.0045  1,000 in / 200 out",
         "└─ chat gpt-4o  $0.0045  1,000 in / 200 out",
     ]

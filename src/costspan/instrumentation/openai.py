@@ -547,7 +547,8 @@ def _take_usage_event(stream: Any, state: _ChatStreamState) -> bool:
 
     Uses the SDK's private `Stream._iter_events` (openai 3.0 to 3.54), which its `__stream__`
     generator calls at the first chunk: replaced on this stream instance only, before the
-    iteration starts. Anything else (a stream already started, another shape) keeps the SDK's
+    iteration starts. Each event's text is read from its `_data` field where it has one (the
+    public `data` property otherwise). Anything else (a stream already started, another shape) keeps the SDK's
     path: False, and the proxy hides the typed usage chunk, looking at each chunk.
 
     (Dropping the `"usage":null` the API then puts on every other chunk from the event text too
@@ -562,7 +563,10 @@ def _take_usage_event(stream: Any, state: _ChatStreamState) -> bool:
 
             def events() -> Iterator[Any]:
                 for event in read_events(stream):
-                    data = event.data
+                    try:  # the SDK's `data` property is a Python call per event
+                        data = event._data
+                    except AttributeError:
+                        data = event.data
                     # Runs for every event, inline: only the usage-only chunk has a usage that is
                     # not null (every other chunk of a stream that asked for usage says so).
                     if (
@@ -582,7 +586,10 @@ def _take_usage_event(stream: Any, state: _ChatStreamState) -> bool:
 
             async def async_events() -> AsyncIterator[Any]:
                 async for event in read_events(stream):
-                    data = event.data
+                    try:
+                        data = event._data
+                    except AttributeError:
+                        data = event.data
                     if (
                         type(data) is str
                         and '"usage"' in data

@@ -352,20 +352,6 @@ def test_several_choices_stream_keeps_every_finish_reason(observed, instrumented
     assert span.attributes["gen_ai.usage.cost"] == float(cost(GPT4O))
 
 
-def test_abandoned_stream_with_caller_usage_ends_span(observed, instrumented, server, client) -> None:
-    stream = client.chat.completions.create(**CHAT_KW, stream=True, stream_options={"include_usage": True})
-    for _ in stream:
-        break
-    assert observed.llm_spans() == []
-    del stream
-    gc.collect()
-    span = only_span(observed)
-    assert span.end_time is not None
-    assert span.attributes["gen_ai.response.model"] == "gpt-4o-2024-08-06"
-    assert span.attributes["gen_ai.response.id"] == "chatcmpl-fake123"
-    assert "gen_ai.usage.input_tokens" not in span.attributes  # the usage chunk never came
-
-
 def _next_dicts(client: OpenAI, **extra: Any) -> list[dict[str, Any]]:
     stream = client.chat.completions.create(**CHAT_KW, stream=True, **extra)
     out = []
@@ -402,8 +388,10 @@ def test_chat_stream_helper(observed, instrumented, server, client) -> None:
     assert_chat_span(only_span(observed), server)
 
 
-def test_abandoned_stream_ends_span(observed, instrumented, server, client) -> None:
-    stream = client.chat.completions.create(**CHAT_KW, stream=True)
+@pytest.mark.parametrize("caller_usage", [False, True], ids=["costspan-asks-usage", "caller-asks-usage"])
+def test_abandoned_stream_ends_span(observed, instrumented, server, client, caller_usage: bool) -> None:
+    extra: dict[str, Any] = {"stream_options": {"include_usage": True}} if caller_usage else {}
+    stream = client.chat.completions.create(**CHAT_KW, stream=True, **extra)
     for _ in stream:
         break
     assert observed.llm_spans() == []
@@ -412,6 +400,8 @@ def test_abandoned_stream_ends_span(observed, instrumented, server, client) -> N
     span = only_span(observed)
     assert span.end_time is not None
     assert span.attributes["gen_ai.response.model"] == "gpt-4o-2024-08-06"
+    assert span.attributes["gen_ai.response.id"] == "chatcmpl-fake123"
+    assert "gen_ai.usage.input_tokens" not in span.attributes  # the usage chunk never came
 
 
 def test_closed_stream_ends_span(observed, instrumented, server, client) -> None:

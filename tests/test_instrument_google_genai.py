@@ -213,6 +213,21 @@ def test_generate_content_stream_async(observed, instrumented, server, client) -
     assert_flash_span(only_span(observed), server)
 
 
+def test_several_candidates_stream_keeps_every_finish_reason(observed, instrumented, server, client) -> None:
+    # Candidate 0 finishes 6 chunks before the end: more than the last chunks a one-candidate
+    # stream keeps.
+    stream = client.models.generate_content_stream(
+        model="gemini-2.5-flash", contents=PROMPT, config={"candidate_count": 3}
+    )
+    chunks = list(stream)
+    assert len(chunks) == 9
+    assert chunks[2].candidates[0].finish_reason == "MAX_TOKENS"
+    span = only_span(observed)
+    assert span.attributes["gen_ai.request.choice.count"] == 3
+    assert span.attributes["gen_ai.response.finish_reasons"] == ("max_tokens", "max_tokens", "stop")
+    assert span.attributes["gen_ai.usage.input_tokens"] == USAGE.prompt_tokens
+
+
 def test_abandoned_sync_stream_ends_span(observed, instrumented, server, client) -> None:
     stream = client.models.generate_content_stream(model="gemini-2.5-flash", contents=PROMPT)
     next(iter(stream))

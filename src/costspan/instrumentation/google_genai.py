@@ -37,7 +37,7 @@ from opentelemetry.instrumentation.utils import unwrap
 
 from costspan.context_access import attach_span, detach
 from costspan.instrumentation._call import FAULTS, CallSpan, Instrumentation
-from costspan.instrumentation._stream import AsyncStreamProxy, SyncStreamProxy
+from costspan.instrumentation._stream import AsyncStreamProxy, OnItem, SyncStreamProxy, Tail
 from costspan.instrumentation._values import get_field as _get
 from costspan.instrumentation._values import token_count as _int
 
@@ -479,6 +479,9 @@ def _async_stream_hop_factory(state: Instrumentation) -> Callable[..., Any]:
     return wrapper
 
 
+_TAIL_CHUNKS = 4
+
+
 class _StreamUsage:
     """What a stream has shown so far: the last usage (Gemini sends running totals) and the rest."""
 
@@ -491,6 +494,17 @@ class _StreamUsage:
         self.response_model: str | None = None
         self.response_id: str | None = None
         self.finish_reasons: dict[int, str] = {}
+
+    def watch(self) -> OnItem | Tail:
+        """The last few chunks, looked at when the stream ends, for one candidate: its last chunk
+        has the finish reason and the final (running-total) usage. Several candidates: each chunk."""
+        if self.call.attributes.get("gen_ai.request.choice.count", 1) != 1:
+            return self.on_item
+        return Tail(_TAIL_CHUNKS, self.look)
+
+    def look(self, chunks: list[Any]) -> None:
+        for chunk in chunks:
+            self.on_item(chunk)
 
     def on_item(self, chunk: Any) -> bool:
         usage = _get(chunk, "usage_metadata")
@@ -633,7 +647,7 @@ def _sync_stream_factory(state: Instrumentation) -> Callable[..., Any]:
             raise
         try:
             seen = _StreamUsage(call)
-            proxy = _SyncStream(stream, call, seen.on_item, seen.on_done, _error_type)
+            proxy = _SyncStream(stream, call, seen.watch(), seen.on_done, _error_type)
             proxy._self_hops = seen.hops
             return proxy
         except Exception as exc:
@@ -658,7 +672,7 @@ def _async_stream_factory(state: Instrumentation) -> Callable[..., Any]:
             raise
         try:
             seen = _StreamUsage(call)
-            proxy = _AsyncStream(stream, call, seen.on_item, seen.on_done, _error_type)
+            proxy = _AsyncStream(stream, call, seen.watch(), seen.on_done, _error_type)
             proxy._self_hops = seen.hops
             return proxy
         except Exception as exc:

@@ -56,8 +56,8 @@ class GeminiUsage:
         return out
 
 
-def _candidate(text: str, finish_reason: str | None) -> dict[str, Any]:
-    candidate: dict[str, Any] = {"content": {"role": "model", "parts": [{"text": text}]}, "index": 0}
+def _candidate(text: str, finish_reason: str | None, index: int = 0) -> dict[str, Any]:
+    candidate: dict[str, Any] = {"content": {"role": "model", "parts": [{"text": text}]}, "index": index}
     if finish_reason:
         candidate["finishReason"] = finish_reason
     return candidate
@@ -101,23 +101,28 @@ def add_gemini_routes(
         words = text.split(" ")
         per_chunk = max(1, -(-len(words) // max(1, stream_chunks)))
         pieces = [" ".join(words[i : i + per_chunk]) for i in range(0, len(words), per_chunk)]
+        # `candidateCount` candidates stream one after another; all but the last end with MAX_TOKENS.
+        requested = ((request.json() or {}).get("generationConfig") or {}).get("candidateCount")
+        candidates = requested if isinstance(requested, int) and requested > 1 else 1
         events: list[str] = []
-        for i, piece in enumerate(pieces):
-            last = i == len(pieces) - 1
-            chunk: dict[str, Any] = {
-                "candidates": [_candidate(piece if last else piece + " ", "STOP" if last else None)],
-                "modelVersion": version,
-                "responseId": response_id,
-            }
-            if last:
-                chunk["usageMetadata"] = reported.as_json()
-            else:
-                # Gemini sends a running total on intermediate chunks (prompt known, output growing).
-                chunk["usageMetadata"] = {
-                    "promptTokenCount": reported.prompt_tokens,
-                    "totalTokenCount": reported.prompt_tokens,
+        for index in range(candidates):
+            for i, piece in enumerate(pieces):
+                last = i == len(pieces) - 1
+                reason = ("STOP" if index == candidates - 1 else "MAX_TOKENS") if last else None
+                chunk: dict[str, Any] = {
+                    "candidates": [_candidate(piece if last else piece + " ", reason, index)],
+                    "modelVersion": version,
+                    "responseId": response_id,
                 }
-            events.append(json.dumps(chunk))
+                if last and index == candidates - 1:
+                    chunk["usageMetadata"] = reported.as_json()
+                else:
+                    # Gemini sends a running total on intermediate chunks (prompt known, output growing).
+                    chunk["usageMetadata"] = {
+                        "promptTokenCount": reported.prompt_tokens,
+                        "totalTokenCount": reported.prompt_tokens,
+                    }
+                events.append(json.dumps(chunk))
         return Reply.sse(events)
 
     def embedding(count: int) -> list[dict[str, Any]]:

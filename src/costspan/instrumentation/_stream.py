@@ -22,20 +22,18 @@ OnItem = Callable[[Any], bool]
 
 
 class Tail:
-    """The last `size` items of a stream, looked at once, when it ends: for a watcher that needs
-    only what a stream's last items say (usage, finish reasons) and never hides one. Per item the
-    proxy then appends to a deque instead of making a Python call, which with the look at a chunk's
-    fields costs ~4k instructions on CPython 3.11: ~2M on a 500-chunk answer. `each`, if given,
-    still runs on every item before the caller gets it (keep it small). (Its owner must not hold
-    it: `look` holds the owner.)"""
+    """The last `size` items of a stream, shown to `on_item` once, when the stream ends: for a
+    watcher that needs only what a stream's last items say (usage, finish reasons) and never hides
+    one. Per item the proxy then appends to a deque instead of making a Python call, which with the
+    look at a chunk's fields costs ~4k instructions on CPython 3.11: ~2M on a 500-chunk answer.
+    `each`, if given, still runs on every item before the caller gets it (keep it small). (Its
+    owner must not hold it: `on_item` holds the owner.)"""
 
-    __slots__ = ("each", "items", "look")
+    __slots__ = ("each", "items", "on_item")
 
-    def __init__(
-        self, size: int, look: Callable[[list[Any]], None], each: Callable[[Any], None] | None = None
-    ) -> None:
+    def __init__(self, on_item: OnItem, each: Callable[[Any], None] | None = None, size: int = 4) -> None:
         self.items: deque[Any] = deque(maxlen=size)
-        self.look = look
+        self.on_item = on_item
         self.each = each
 
     def take(self, item: Any) -> None:
@@ -49,11 +47,10 @@ class Tail:
                 FAULTS.record("stream item", exc)
 
     def flush(self) -> None:
-        if self.items:
-            items = list(self.items)
-            self.items.clear()
+        items = self.items
+        while items:
             try:
-                self.look(items)
+                self.on_item(items.popleft())
             except Exception as exc:
                 FAULTS.record("stream item", exc)
 

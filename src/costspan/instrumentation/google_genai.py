@@ -479,9 +479,6 @@ def _async_stream_hop_factory(state: Instrumentation) -> Callable[..., Any]:
     return wrapper
 
 
-_TAIL_CHUNKS = 4
-
-
 class _StreamUsage:
     """What a stream has shown so far: the last usage (Gemini sends running totals) and the rest."""
 
@@ -500,11 +497,7 @@ class _StreamUsage:
         has the finish reason and the final (running-total) usage. Several candidates: each chunk."""
         if self.call.attributes.get("gen_ai.request.choice.count", 1) != 1:
             return self.on_item
-        return Tail(_TAIL_CHUNKS, self.look)
-
-    def look(self, chunks: list[Any]) -> None:
-        for chunk in chunks:
-            self.on_item(chunk)
+        return Tail(self.on_item)
 
     def on_item(self, chunk: Any) -> bool:
         usage = _get(chunk, "usage_metadata")

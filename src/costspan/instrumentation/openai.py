@@ -418,9 +418,6 @@ def _record(call: CallSpan, api: str, response: Any) -> None:
         FAULTS.record("openai response", exc)
 
 
-_TAIL_CHUNKS = 4
-
-
 class _ChatStreamState:
     """What a chat stream has shown so far."""
 
@@ -452,11 +449,7 @@ class _ChatStreamState:
         choices = self.call.attributes.get("gen_ai.request.choice.count", 1)
         if choices != 1 or (self.hide_usage and not self.usage_event_taken):
             return self.on_item
-        return Tail(_TAIL_CHUNKS, self.look, _unset_null_usage if self.hide_usage else None)
-
-    def look(self, chunks: list[Any]) -> None:
-        for chunk in chunks:
-            self.on_item(chunk)
+        return Tail(self.on_item, _unset_null_usage if self.hide_usage else None)
 
     def on_item(self, chunk: Any) -> bool:
         # Where the proxy shows each chunk (see `watch`), runs for every one: no helper calls on the

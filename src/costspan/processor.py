@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import threading
 from collections.abc import Mapping
-from operator import add
+from operator import add, itemgetter
 from typing import Any
 
 from opentelemetry.context import Context
@@ -46,22 +46,27 @@ from costspan.call_pricing import (
     CallPricer,
     usd,
 )
-from costspan.context_access import baggage_of, current_context, span_of
+from costspan.context_access import baggage_and_span, current_context
 from costspan.faults import FaultCounter
 from costspan.fork_safe import reopen_lock_after_fork
 from costspan.pricing import RateCard, set_shared_rate_card, shared_rate_card
 from costspan.usage import CALL_MARKER_KEYS, is_llm_call
 
-_ROLLUP_COUNT_KEYS = (
-    (FAILED, attrs.ROLLUP_FAILED_CALLS),
-    (UNPRICED, attrs.ROLLUP_UNPRICED_CALLS),
-    (INPUT, attrs.ROLLUP_INPUT_TOKENS),
-    (OUTPUT, attrs.ROLLUP_OUTPUT_TOKENS),
-    (CACHE_READ, attrs.ROLLUP_CACHE_READ_TOKENS),
-    (CACHE_WRITE, attrs.ROLLUP_CACHE_WRITE_TOKENS),
-    (REASONING, attrs.ROLLUP_REASONING_TOKENS),
-    (TOOL_CALLS, attrs.ROLLUP_TOOL_CALLS),
+# The rollup attributes of tally slots FAILED to TOOL_CALLS, in slot order: written where not 0.
+_ROLLUP_COUNT_KEYS = tuple(
+    {
+        FAILED: attrs.ROLLUP_FAILED_CALLS,
+        UNPRICED: attrs.ROLLUP_UNPRICED_CALLS,
+        INPUT: attrs.ROLLUP_INPUT_TOKENS,
+        OUTPUT: attrs.ROLLUP_OUTPUT_TOKENS,
+        CACHE_READ: attrs.ROLLUP_CACHE_READ_TOKENS,
+        CACHE_WRITE: attrs.ROLLUP_CACHE_WRITE_TOKENS,
+        REASONING: attrs.ROLLUP_REASONING_TOKENS,
+        TOOL_CALLS: attrs.ROLLUP_TOOL_CALLS,
+    }[slot]
+    for slot in range(FAILED, TOOL_CALLS + 1)
 )
+_count_of = itemgetter(1)
 
 
 class _Node:
@@ -101,6 +106,20 @@ def _sdk_has_on_ending() -> bool:
 _FORWARDING_PROCESSORS = (SynchronousMultiSpanProcessor, ConcurrentMultiSpanProcessor)
 
 
+def _bounded_attributes_type() -> type | None:
+    """The SDK's BoundedAttributes, if it keeps a plain `_dict` and has `maxlen` and `max_value_len`."""
+    try:
+        from opentelemetry.attributes import BoundedAttributes
+
+        sample = BoundedAttributes(maxlen=1, max_value_len=None)
+        return BoundedAttributes if isinstance(sample._dict, dict) and sample.maxlen == 1 else None
+    except Exception:
+        return None
+
+
+_BoundedAttributes = _bounded_attributes_type()
+
+
 def _put_valid(span: Span, new_attributes: dict[str, Any]) -> bool:
     """Store attributes known to be valid straight into the span's attribute dict.
 
@@ -110,10 +129,16 @@ def _put_valid(span: Span, new_attributes: dict[str, Any]) -> bool:
     caller then goes through the SDK.
     """
     bounded = span._attributes
-    plain = getattr(bounded, "_dict", None)
-    if not isinstance(plain, dict) or getattr(bounded, "max_value_len", 0) is not None:
-        return False
-    maxlen = getattr(bounded, "maxlen", 0)
+    if type(bounded) is _BoundedAttributes:  # its fields read directly: no getattr calls
+        plain = bounded._dict
+        if bounded.max_value_len is not None:
+            return False
+        maxlen = bounded.maxlen
+    else:
+        plain = getattr(bounded, "_dict", None)
+        if not isinstance(plain, dict) or getattr(bounded, "max_value_len", 0) is not None:
+            return False
+        maxlen = getattr(bounded, "maxlen", 0)
     if maxlen is not None and len(plain) + len(new_attributes) > maxlen:
         return False
     plain.update(new_attributes)
@@ -121,9 +146,8 @@ def _put_valid(span: Span, new_attributes: dict[str, Any]) -> bool:
 
 
 def _write_frozen(span: Span, new_attributes: dict[str, Any]) -> None:
-    """Set attributes on a span that `end()` has frozen, before any `on_end` reads them."""
-    if _put_valid(span, new_attributes):
-        return
+    """Set attributes on a span that `end()` has frozen, before any `on_end` reads them, where
+    `_put_valid` could not."""
     bounded = span._attributes
     bounded._immutable = False  # type: ignore[union-attr]
     try:
@@ -172,11 +196,11 @@ class CostSpanProcessor(SpanProcessor):
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         try:
             ctx = parent_context if parent_context is not None else current_context()
-            entries = baggage_of(ctx)
+            entries, parent_span = baggage_and_span(ctx)
             if entries:
                 self._stamp_attribution(span, entries)
             node_attr = self._node_attr
-            parent = getattr(span_of(ctx), node_attr, None)
+            parent = getattr(parent_span, node_attr, None)
             if parent is not None:
                 parent.has_children = True
             node = _Node(parent)
@@ -203,7 +227,7 @@ class CostSpanProcessor(SpanProcessor):
             if node is None:  # not ours, or already finalised by the `end` wrapper
                 return
             new_attributes = self._finish(span, node)
-            if new_attributes:
+            if new_attributes and not _put_valid(span, new_attributes):
                 _write_frozen(span, new_attributes)
         except Exception as exc:
             self._faults.record("span end", exc)
@@ -285,9 +309,8 @@ class CostSpanProcessor(SpanProcessor):
                 own_usd if tally is own and own_usd is not None else usd(tally[COST])
             )
             new_attributes[attrs.ROLLUP_LLM_CALLS] = tally[LLM_CALLS]
-            for slot, key in _ROLLUP_COUNT_KEYS:
-                if tally[slot]:
-                    new_attributes[key] = tally[slot]
+            # zip and filter in C: a Python loop over the 8 slots costs more than the rest here.
+            new_attributes.update(filter(_count_of, zip(_ROLLUP_COUNT_KEYS, tally[FAILED:], strict=True)))
             if late:
                 new_attributes[attrs.ROLLUP_LATE] = True
         return new_attributes

@@ -121,7 +121,8 @@ class CallSpan:
             if None in attributes.values():
                 attributes = {key: value for key, value in attributes.items() if value is not None}
         self.attributes = attributes  # the request's; the end adds the late ones
-        entries = baggage_of(current_context())
+        ctx = current_context()
+        entries = baggage_of(ctx)
         self._attribution = clean_attribution(entries) if entries else _NO_ATTRIBUTION  # metric dimensions
         self.budget: budget_gate.CallBudget | None = None  # set by admit(): where the cost is charged
         self._started = time.perf_counter()
@@ -131,23 +132,27 @@ class CallSpan:
         # instructions). Span processors' `on_start` then sees the span before its attributes; any
         # other sampler gets them at start as usual.
         tracer = state.tracer
-        sampler = sampler_of(tracer)
+        sampler = getattr(tracer, "sampler", None)  # an SDK tracer's; a proxy's is looked up
+        if sampler is None:
+            sampler = sampler_of(tracer)
         if sampler is not state._sampler:
             state._sampler_reads_attributes = sampler is None or not ignores_attributes(sampler)
             state._sampler = sampler
         span = tracer.start_span(
             name,
+            ctx,  # the current context, already read: the SDK and its sampler would each look it up
             kind=SpanKind.CLIENT,
             attributes=attributes if state._sampler_reads_attributes else None,
         )
         self.span: Span = span
-        self._sdk_span = _is_sdk_span(span)
+        self._sdk_span = type(span) in _SDK_SPAN_TYPES or _is_sdk_span(span)
         # The instrumentors build request attributes from type-checked values (str, int, float,
-        # tuple of str), which the SDK would store as they are: no `_all_plain` pass.
+        # tuple of str), which the SDK would store as they are: no `_all_plain` pass. (An SDK span
+        # just started is recording: an unsampled one is a NonRecordingSpan.)
         if (
             not state._sampler_reads_attributes
-            and span.is_recording()
             and not (self._sdk_span and _put_valid(span, attributes))
+            and span.is_recording()
         ):
             span.set_attributes(attributes)
 
@@ -201,8 +206,15 @@ class CallSpan:
     ) -> None:
         """Usage in GenAI semconv terms: input includes cached tokens, output includes reasoning."""
         usage = (input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens)
-        self._usage = usage
-        if not _valid_counts(usage):
+        # Priced as it is only if input or output is there and every count is None or an int from
+        # 0 to MAX_TOKENS; else the end checks the values and prices from the attributes.
+        valid = input_tokens is not None or output_tokens is not None
+        for count in usage:
+            if count is not None and (type(count) is not int or not 0 <= count <= MAX_TOKENS):
+                valid = False
+                break
+        self._usage = usage if valid else None
+        if not valid:
             self._late_unchecked = True
         attributes = self._late
         if input_tokens is not None:
@@ -294,7 +306,7 @@ class CallSpan:
         attributes) when it is plain and in range; else from the attributes, as the processor would."""
         usage = self._usage
         pricer = self._state.pricer
-        if usage is None or (self._late_unchecked and not _valid_counts(usage)):
+        if usage is None:
             return pricer.price_llm(self.attributes, failed, start_ns, out)
         inp, outp, cache_read, cache_write, reasoning = usage
         counts = (inp or 0, outp or 0, cache_read or 0, cache_write or 0, reasoning or 0)
@@ -326,16 +338,6 @@ _NO_ATTRIBUTION: dict[str, str] = {}
 _PLAIN_TYPES = frozenset((str, int, float, bool))
 # Span classes known to be the SDK's (an isinstance against its ABC base costs ~1k instructions).
 _SDK_SPAN_TYPES: set[type] = set()
-
-
-def _valid_counts(usage: tuple[int | None, ...]) -> bool:
-    """Input or output present, every count None or an int from 0 to MAX_TOKENS."""
-    if usage[0] is None and usage[1] is None:
-        return False
-    for count in usage:
-        if count is not None and (type(count) is not int or not 0 <= count <= MAX_TOKENS):
-            return False
-    return True
 
 
 def _all_plain(values: Iterable[Any]) -> bool:

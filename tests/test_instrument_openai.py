@@ -830,7 +830,7 @@ def test_instrumentation_fault_never_reaches_caller(
         raise RuntimeError("instrumentation bug")
 
     before = module.FAULTS.counts().get("openai response", 0)
-    monkeypatch.setattr(module, "_int", broken)  # reading a token count raises
+    monkeypatch.setattr(module, "_set_any_chat_usage", broken)  # reading the usage raises
     response = client.chat.completions.create(**CHAT_KW)
     assert response.choices[0].message.content == "Hello from the fake OpenAI."
     assert module.FAULTS.counts()["openai response"] == before + 1

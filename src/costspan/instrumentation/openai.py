@@ -88,6 +88,7 @@ _NUMERIC_REQUEST = {
 }
 # Deprecated fields that give way to their replacement when a request sends both.
 _FALLBACK_FIELDS = frozenset({"max_tokens"})
+_NUMBER_TYPES = frozenset((int, float))
 
 
 class OpenAIInstrumentor(BaseInstrumentor):  # type: ignore[misc]
@@ -148,12 +149,6 @@ class _Switch:
 # --- helpers ----------------------------------------------------------------------------------
 
 
-def _number(value: Any) -> int | float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return value
-
-
 class _SDKClasses:
     """The openai classes the hooks test against, imported once (a `from openai import ...` inside
     a function runs importlib's `_handle_fromlist` on every call)."""
@@ -191,10 +186,6 @@ def _sdk() -> _SDKClasses:
 # --- request side -----------------------------------------------------------------------------
 
 
-def _client(instance: Any) -> Any:
-    return getattr(instance, "_client", None)
-
-
 def _server_attributes(client: Any) -> tuple[dict[str, Any], str | None]:
     base_url = getattr(client, "base_url", None)
     if base_url is None:
@@ -227,13 +218,16 @@ _CLIENT_FACTS = ClientFacts(_derive_facts)
 def _start(state: Instrumentation, instance: Any, api: str, kwargs: dict[str, Any]) -> CallSpan | None:
     """The call's span, or None if it could not be started (the SDK call then runs unobserved)."""
     try:
-        request, provider = _CLIENT_FACTS.of(_client(instance))
+        request, provider = _CLIENT_FACTS.of(getattr(instance, "_client", None))
         numeric = _NUMERIC_REQUEST[api]
         for field in kwargs:  # a few keys: cheaper than looking up every field the API has
             key = numeric.get(field)
             if key is not None:
-                value = _number(kwargs[field])
-                if value is not None and (field not in _FALLBACK_FIELDS or key not in request):
+                value = kwargs[field]
+                if (
+                    type(value) in _NUMBER_TYPES  # not bool, nor the SDK's omit / not_given
+                    and (field not in _FALLBACK_FIELDS or key not in request)
+                ):
                     request[key] = value
         if api == CHAT and "stop" in kwargs:
             stop = kwargs["stop"]
@@ -277,7 +271,7 @@ _AZURE_STREAM_OPTIONS_SINCE = "2024-09-01"
 def _request_usage(kwargs: dict[str, Any], instance: Any) -> tuple[dict[str, Any], bool]:
     """For a chat stream: kwargs that ask for usage, and whether costspan added that request."""
     try:
-        api_version = getattr(_client(instance), "_api_version", None)
+        api_version = getattr(getattr(instance, "_client", None), "_api_version", None)
         if isinstance(api_version, str) and api_version[:10] < _AZURE_STREAM_OPTIONS_SINCE:
             return kwargs, False  # an old Azure API version: the request would fail
         options = kwargs.get("stream_options")
@@ -363,7 +357,7 @@ def _record_chat_completion(call: CallSpan, response: Any) -> None:
 
 def _set_any_chat_usage(call: CallSpan, usage: Any) -> None:
     """Chat usage: a typed `CompletionUsage` read with plain attribute access, else field by field."""
-    if type(usage) is not _sdk().completion_usage:
+    if type(usage) is not (_SDK[0] if _SDK else _sdk()).completion_usage:
         _set_chat_usage(call, usage)
         return
     prompt = usage.prompt_tokens
@@ -374,13 +368,19 @@ def _set_any_chat_usage(call: CallSpan, usage: Any) -> None:
         completion = _int(completion)
     if prompt is None and completion is None:
         return
-    prompt_details = usage.prompt_tokens_details
-    output_details = usage.completion_tokens_details
+    details = usage.prompt_tokens_details
+    cached = details.cached_tokens if details is not None else None
+    if cached is not None and type(cached) is not int:
+        cached = _int(cached)
+    details = usage.completion_tokens_details
+    reasoning = details.reasoning_tokens if details is not None else None
+    if reasoning is not None and type(reasoning) is not int:
+        reasoning = _int(reasoning)
     call.set_usage(
         input_tokens=prompt,
         output_tokens=completion,
-        cache_read_tokens=_int(prompt_details.cached_tokens) if prompt_details is not None else None,
-        reasoning_tokens=_int(output_details.reasoning_tokens) if output_details is not None else None,
+        cache_read_tokens=cached,
+        reasoning_tokens=reasoning,
     )
 
 
@@ -703,7 +703,7 @@ class _AsyncStreamingAPIResponse(_StreamingAPIResponse):
 
 
 # What a create() can return, by result class (found once per class by `_result_kind`).
-_PARSED, _STREAM, _LEGACY_RESPONSE, _ASYNC_API_RESPONSE, _API_RESPONSE = range(5)
+_CHAT_COMPLETION, _PARSED, _STREAM, _LEGACY_RESPONSE, _ASYNC_API_RESPONSE, _API_RESPONSE = range(6)
 _RESULT_KINDS: dict[type, int] = {}
 
 
@@ -711,7 +711,9 @@ def _result_kind(result: Any) -> int:
     kind = _RESULT_KINDS.get(type(result))
     if kind is None:
         sdk = _sdk()
-        if isinstance(result, sdk.streams):
+        if type(result) is sdk.chat_completion:
+            kind = _CHAT_COMPLETION
+        elif isinstance(result, sdk.streams):
             kind = _STREAM
         elif isinstance(result, sdk.legacy_response):
             kind = _LEGACY_RESPONSE
@@ -732,11 +734,12 @@ def _handle_result(call: CallSpan, api: str, result: Any, hide_usage: bool) -> A
         kind = _RESULT_KINDS.get(type(result))
         if kind is None:
             kind = _result_kind(result)
-        if kind == _PARSED:
-            if api == CHAT and type(result) is _sdk().chat_completion:
-                _record_chat_completion(call, result)  # the common case, without `_record`'s guard
-            else:
-                _record(call, api, result)
+        if kind == _CHAT_COMPLETION and api == CHAT:
+            _record_chat_completion(call, result)  # the common case, without `_record`'s guard
+            call.end()
+            return result
+        if kind <= _PARSED:  # any other parsed response
+            _record(call, api, result)
             call.end()
             return result
         sdk = _sdk()

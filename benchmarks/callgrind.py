@@ -63,8 +63,15 @@ def per_op(workload: str, n_small: int, n_large: int, python: str = sys.executab
     return (large - small) / (n_large - n_small)
 
 
-def per_op_in_process(workload: str, n_small: int, n_large: int, python: str = sys.executable) -> float:
-    """Instructions per operation of the calling thread, both counts measured in one process."""
+def per_op_in_process(
+    workload: str, n_small: int, n_large: int, python: str = sys.executable, hash_seed: int = 0
+) -> float:
+    """Instructions per operation of the calling thread, both counts measured in one process.
+
+    One process's figure depends on its heap layout: an instrumented call's count moves by up to
+    ~20k between hash seeds (pymalloc's arena bookkeeping in `_PyObject_Free`), and by that much
+    after unrelated code changes. Compare medians over several `hash_seed`s, not single runs.
+    """
     with tempfile.TemporaryDirectory() as tmp:
         out = os.path.join(tmp, "callgrind.out")
         proc = subprocess.run(
@@ -85,7 +92,7 @@ def per_op_in_process(workload: str, n_small: int, n_large: int, python: str = s
             capture_output=True,
             text=True,
             cwd=HERE,
-            env={**os.environ, "PYTHONHASHSEED": "0"},
+            env={**os.environ, "PYTHONHASHSEED": str(hash_seed)},
         )
         totals = []
         for part in (1, 2):

@@ -254,6 +254,38 @@ def test_hidden_usage_chunk_caller_sees_uninstrumented_chunks(observed, server, 
     assert_chat_span(only_span(observed), server)
 
 
+def test_hidden_usage_chunk_read_from_events_without_a_data_field(
+    observed, server, client, monkeypatch
+) -> None:
+    # costspan reads each SSE event's text from the SDK's private `_data` field, falling back to the
+    # public `data` property: an SDK whose events keep their text elsewhere still gets usage and
+    # its usage chunk hidden (without the fallback, the caller's stream would raise).
+    import openai._streaming as streaming
+
+    class EventWithoutDataField(streaming.ServerSentEvent):
+        def __init__(self, **fields: Any) -> None:
+            super().__init__(**fields)
+            self._text = self._data
+            del self._data
+
+        @property
+        def data(self) -> str:
+            return self._text
+
+    monkeypatch.setattr(streaming, "ServerSentEvent", EventWithoutDataField)
+    uninstrumented = _stream_dicts(client)
+    inst = OpenAIInstrumentor()
+    inst.instrument(tracer_provider=observed.tracer_provider, meter_provider=observed.meter_provider)
+    try:
+        instrumented = _stream_dicts(client)
+    finally:
+        inst.uninstrument()
+    assert server.requests[-1].json()["stream_options"] == {"include_usage": True}
+    assert instrumented == uninstrumented
+    assert all("usage" not in c for c in instrumented)
+    assert_chat_span(only_span(observed), server)
+
+
 @pytest.mark.parametrize("compact", [True, False], ids=["compact-json", "spaced-json"])
 def test_hidden_usage_compact_and_spaced_json_chunks_as_uninstrumented(observed, compact) -> None:
     # Text that looks like the `"usage": null` the usage-event filter looks for must not fool it.

@@ -58,8 +58,13 @@ def _openai_chat_json(model: str) -> dict[str, Any]:
     }
 
 
+# Content chunks of the long stream: per-chunk cost is what a long real answer pays, and the
+# 5-piece stream hides it.
+LONG_STREAM_PIECES = 200
+
+
 @functools.cache  # the fake server's own work stays out of the difference between contenders
-def _openai_stream_body(model: str, include_usage: bool) -> bytes:
+def _openai_stream_body(model: str, include_usage: bool, pieces: int = 5) -> bytes:
     def chunk(choices: list[Any], usage: Any = None) -> str:
         event: dict[str, Any] = {
             "id": "chatcmpl-bench",
@@ -74,7 +79,9 @@ def _openai_stream_body(model: str, include_usage: bool) -> bytes:
         return f"data: {json.dumps(event)}\n\n"
 
     parts = [chunk([{"index": 0, "delta": {"role": "assistant", "content": ""}, "finish_reason": None}])]
-    for piece in ("The ", "printer ", "is ", "on ", "fire."):
+    words = ("The ", "printer ", "is ", "on ", "fire.")
+    for position in range(pieces):
+        piece = words[position % len(words)]
         parts.append(chunk([{"index": 0, "delta": {"content": piece}, "finish_reason": None}]))
     parts.append(chunk([{"index": 0, "delta": {}, "finish_reason": "stop"}]))
     if include_usage:
@@ -83,7 +90,7 @@ def _openai_stream_body(model: str, include_usage: bool) -> bytes:
     return "".join(parts).encode()
 
 
-def _openai_handler(request: Any) -> Any:
+def _openai_handler(request: Any, pieces: int = 5) -> Any:
     import httpx2
 
     body = json.loads(request.content)
@@ -92,17 +99,17 @@ def _openai_handler(request: Any) -> Any:
         include_usage = bool((body.get("stream_options") or {}).get("include_usage"))
         return httpx2.Response(
             200,
-            content=_openai_stream_body(model, include_usage),
+            content=_openai_stream_body(model, include_usage, pieces),
             headers={"content-type": "text/event-stream"},
         )
     return httpx2.Response(200, json=_openai_chat_json(model))
 
 
-def openai_client() -> Any:
+def openai_client(pieces: int = 5) -> Any:
     import httpx2
     import openai
 
-    transport = httpx2.MockTransport(_openai_handler)
+    transport = httpx2.MockTransport(functools.partial(_openai_handler, pieces=pieces))
     return openai.OpenAI(
         api_key="bench", base_url="https://api.openai.com/v1", http_client=httpx2.Client(transport=transport)
     )
@@ -201,6 +208,20 @@ CALLS: dict[str, tuple[Callable[[], Any], Callable[[Any], None]]] = {
             )
         ],
     ),
+    # The like-for-like stream with a long answer (203 chunks): what each chunk costs.
+    "openai_stream_usage_long": (
+        functools.partial(openai_client, LONG_STREAM_PIECES),
+        lambda c: [
+            _
+            for _ in c.chat.completions.create(
+                model=MODEL,
+                messages=MESSAGES,
+                max_tokens=600,
+                stream=True,
+                stream_options={"include_usage": True},
+            )
+        ],
+    ),
     "anthropic_messages": (
         anthropic_client,
         lambda c: c.messages.create(model="claude-sonnet-4-6", messages=MESSAGES, max_tokens=600),
@@ -210,6 +231,9 @@ CALLS: dict[str, tuple[Callable[[], Any], Callable[[Any], None]]] = {
         lambda c: c.models.generate_content(model="gemini-2.5-flash", contents="Summarise the ticket."),
     ),
 }
+
+# Calls that take ~20x a short call: counted over fewer calls, and with fewer contenders.
+LONG_CALLS = frozenset({"openai_stream_usage_long"})
 
 INSTRUMENTORS: dict[str, Callable[[str], Any]] = {}
 
@@ -335,11 +359,14 @@ def calls_workload(call: str, contender: str, with_meter: bool) -> Workload:
 def _workloads() -> dict[str, Callable[[], Workload]]:
     out: dict[str, Callable[[], Workload]] = {}
     for call in CALLS:
+        long = call in LONG_CALLS
         contenders = ["bare", "costspan"] + (
-            ["openai_v2", "openllmetry"] if call.startswith("openai") else []
+            (["openai_v2"] if long else ["openai_v2", "openllmetry"]) if call.startswith("openai") else []
         )
         for contender in contenders:
-            for with_meter in (False, True) if contender != "bare" else (False,):
+            # A long call measures per-chunk cost: a MeterProvider adds a per-call constant that the
+            # short stream's rows show already.
+            for with_meter in (False, True) if contender != "bare" and not long else (False,):
                 name = f"{call}:{contender}" + (":meter" if with_meter else "")
                 out[name] = lambda c=call, k=contender, m=with_meter: calls_workload(c, k, m)
     return out

@@ -183,6 +183,7 @@ def _cpu_llm(names: list[str], calls_per_block: int, rounds: int) -> dict[str, f
         }
         client = make_client()
         samples: dict[str, list[float]] = {name: [] for name in setups}
+        block = max(1, calls_per_block // 20) if call in llm_workloads.LONG_CALLS else calls_per_block
         for _ in range(rounds):
             for name, setup in setups.items():
                 setup.on()
@@ -192,14 +193,23 @@ def _cpu_llm(names: list[str], calls_per_block: int, rounds: int) -> dict[str, f
                         do_call(client)
                     drain()
                     start = time.process_time()
-                    for _ in range(calls_per_block):
+                    for _ in range(block):
                         do_call(client)
                         drain()
-                    samples[name].append((time.process_time() - start) / calls_per_block * 1e6)
+                    samples[name].append((time.process_time() - start) / block * 1e6)
                 finally:
                     setup.off()
         out.update({name: statistics.median(values) for name, values in samples.items()})
     return out
+
+
+def _is_long(name: str) -> bool:
+    return name.split(":")[0] in llm_workloads.LONG_CALLS
+
+
+def _callgrind_calls(workload: str) -> tuple[int, int]:
+    """The two call counts whose difference is counted: fewer for a long call (~20x a short one)."""
+    return (5, 20) if _is_long(workload.split(":", 1)[1]) else (40, 240)
 
 
 def _hash_seeds(name: str) -> tuple[int, ...]:
@@ -216,7 +226,7 @@ def llm_section(quick: bool) -> tuple[str, dict[str, float]]:
         seeds = {name: _hash_seeds(name) for name in names}
         jobs = {
             f"{name}@{seed}": lambda w=f"llm_workloads:{name}", s=seed: callgrind.per_op_in_process(
-                w, 40, 240, hash_seed=s
+                w, *_callgrind_calls(w), hash_seed=s
             )
             for name in names
             for seed in seeds[name]
@@ -262,7 +272,9 @@ def llm_section(quick: bool) -> tuple[str, dict[str, float]]:
         "the tokens), so costspan's figure includes the SDK handling the usage the API then sends, and",
         "openai-v2's and OpenLLMetry's stream spans carry no tokens. `openai_stream_usage`: the caller",
         'asks for usage itself (`stream_options={"include_usage": True}`), so every contender gets the',
-        "same events: the like-for-like stream.",
+        "same events: the like-for-like stream. `openai_stream_usage_long`: the same with a 200-piece",
+        "answer (203 chunks), counted over 5 and 20 calls, without MeterProvider or OpenLLMetry rows:",
+        "what each chunk costs.",
         "Instructions: callgrind, calling thread only, difference of 40 and 240 calls in one process.",
         "One process's count moves by up to ~20k with its heap layout, so the rows a +250k target is",
         f"judged on (bare, and costspan without a MeterProvider) are the median of {len(LLM_HASH_SEEDS)}"

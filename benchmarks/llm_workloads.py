@@ -181,6 +181,19 @@ def gemini_client() -> Any:
     return genai.Client(api_key="bench", http_options=types.HttpOptions(httpx_client=http))
 
 
+def _stream_asking_usage(client: Any) -> list[Any]:
+    return [
+        _
+        for _ in client.chat.completions.create(
+            model=MODEL,
+            messages=MESSAGES,
+            max_tokens=600,
+            stream=True,
+            stream_options={"include_usage": True},
+        )
+    ]
+
+
 # Each call: one request, response read fully (streams consumed to the end).
 CALLS: dict[str, tuple[Callable[[], Any], Callable[[Any], None]]] = {
     "openai_chat": (
@@ -195,33 +208,9 @@ CALLS: dict[str, tuple[Callable[[], Any], Callable[[Any], None]]] = {
     ),
     # The caller asks for usage itself, as an app that wants stream tokens must: every contender
     # then gets the same events and can report tokens, so this is the like-for-like stream.
-    "openai_stream_usage": (
-        openai_client,
-        lambda c: [
-            _
-            for _ in c.chat.completions.create(
-                model=MODEL,
-                messages=MESSAGES,
-                max_tokens=600,
-                stream=True,
-                stream_options={"include_usage": True},
-            )
-        ],
-    ),
+    "openai_stream_usage": (openai_client, _stream_asking_usage),
     # The like-for-like stream with a long answer (203 chunks): what each chunk costs.
-    "openai_stream_usage_long": (
-        functools.partial(openai_client, LONG_STREAM_PIECES),
-        lambda c: [
-            _
-            for _ in c.chat.completions.create(
-                model=MODEL,
-                messages=MESSAGES,
-                max_tokens=600,
-                stream=True,
-                stream_options={"include_usage": True},
-            )
-        ],
-    ),
+    "openai_stream_usage_long": (functools.partial(openai_client, LONG_STREAM_PIECES), _stream_asking_usage),
     "anthropic_messages": (
         anthropic_client,
         lambda c: c.messages.create(model="claude-sonnet-4-6", messages=MESSAGES, max_tokens=600),

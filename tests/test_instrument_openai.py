@@ -239,7 +239,8 @@ def _stream_dicts(client: OpenAI, **extra: Any) -> list[dict[str, Any]]:
     return [c.to_dict() for c in client.chat.completions.create(**CHAT_KW, stream=True, **extra)]
 
 
-def test_hidden_usage_chunk_caller_sees_uninstrumented_chunks(observed, server, client) -> None:
+def _assert_usage_hidden_as_uninstrumented(observed: Any, server: FakeProviderServer, client: OpenAI) -> None:
+    """A default stream: costspan asks for usage, and the caller's chunks match uninstrumented ones."""
     uninstrumented = _stream_dicts(client)
     assert "stream_options" not in server.requests[-1].json()
     inst = OpenAIInstrumentor()
@@ -252,6 +253,10 @@ def test_hidden_usage_chunk_caller_sees_uninstrumented_chunks(observed, server, 
     assert instrumented == uninstrumented
     assert all("usage" not in c for c in instrumented)
     assert_chat_span(only_span(observed), server)
+
+
+def test_hidden_usage_chunk_caller_sees_uninstrumented_chunks(observed, server, client) -> None:
+    _assert_usage_hidden_as_uninstrumented(observed, server, client)
 
 
 def test_hidden_usage_chunk_read_from_events_without_a_data_field(
@@ -273,17 +278,7 @@ def test_hidden_usage_chunk_read_from_events_without_a_data_field(
             return self._text
 
     monkeypatch.setattr(streaming, "ServerSentEvent", EventWithoutDataField)
-    uninstrumented = _stream_dicts(client)
-    inst = OpenAIInstrumentor()
-    inst.instrument(tracer_provider=observed.tracer_provider, meter_provider=observed.meter_provider)
-    try:
-        instrumented = _stream_dicts(client)
-    finally:
-        inst.uninstrument()
-    assert server.requests[-1].json()["stream_options"] == {"include_usage": True}
-    assert instrumented == uninstrumented
-    assert all("usage" not in c for c in instrumented)
-    assert_chat_span(only_span(observed), server)
+    _assert_usage_hidden_as_uninstrumented(observed, server, client)
 
 
 @pytest.mark.parametrize("compact", [True, False], ids=["compact-json", "spaced-json"])

@@ -27,6 +27,7 @@ for every call.
 from __future__ import annotations
 
 import contextvars
+import functools
 import importlib
 import logging
 import weakref
@@ -201,13 +202,9 @@ class _SDKClasses:
         self.async_api_response = AsyncAPIResponse
 
 
-_SDK: list[_SDKClasses] = []
-
-
+@functools.cache  # a C-level cache: no Python frame once loaded, so hot paths call it freely
 def _sdk() -> _SDKClasses:
-    if not _SDK:
-        _SDK.append(_SDKClasses())
-    return _SDK[0]
+    return _SDKClasses()
 
 
 def _provider(client: Any) -> str:

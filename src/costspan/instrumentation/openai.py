@@ -21,6 +21,7 @@ caller did not ask for it, it is added to the request and the extra usage-only c
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 import json
@@ -174,13 +175,9 @@ class _SDKClasses:
         self.completion_usage = CompletionUsage
 
 
-_SDK: list[_SDKClasses] = []
-
-
+@functools.cache  # a C-level cache: no Python frame once loaded, so hot paths call it freely
 def _sdk() -> _SDKClasses:
-    if not _SDK:
-        _SDK.append(_SDKClasses())
-    return _SDK[0]
+    return _SDKClasses()
 
 
 # --- request side -----------------------------------------------------------------------------
@@ -357,7 +354,7 @@ def _record_chat_completion(call: CallSpan, response: Any) -> None:
 
 def _set_any_chat_usage(call: CallSpan, usage: Any) -> None:
     """Chat usage: a typed `CompletionUsage` read with plain attribute access, else field by field."""
-    if type(usage) is not (_SDK[0] if _SDK else _sdk()).completion_usage:
+    if type(usage) is not _sdk().completion_usage:
         _set_chat_usage(call, usage)
         return
     prompt = usage.prompt_tokens

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import enum
 import gc
 import importlib
 from collections.abc import Iterator
@@ -198,6 +199,27 @@ def test_span_is_current_during_sdk_call(observed, instrumented, server, client)
     client.request = spy  # type: ignore[method-assign]
     client.chat.completions.create(**CHAT_KW)
     assert seen == [only_span(observed).get_span_context()]
+
+
+def test_numeric_request_fields_of_number_subclasses_recorded_and_bools_not(
+    observed, instrumented, server, client
+) -> None:
+    # numpy's float64 and an IntEnum are float / int subclasses: recorded as before. A bool is not a
+    # number here (and the SDK's omit / not_given sentinels are not numbers either).
+    class Temperature(float):
+        pass
+
+    class Budget(enum.IntEnum):
+        SMALL = 256
+
+    client.chat.completions.create(
+        model="gpt-4o", messages=MESSAGES, temperature=Temperature(0.5), max_tokens=Budget.SMALL, seed=True
+    )
+    a = only_span(observed).attributes
+    assert a["gen_ai.request.temperature"] == 0.5
+    assert a["gen_ai.request.max_tokens"] == 256
+    assert "gen_ai.request.seed" not in a
+    assert "gen_ai.request.top_p" not in a
 
 
 def test_chat_stream_sync_iterator(observed, instrumented, server, client) -> None:

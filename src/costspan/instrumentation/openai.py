@@ -222,9 +222,9 @@ def _start(state: Instrumentation, instance: Any, api: str, kwargs: dict[str, An
             if key is not None:
                 value = kwargs[field]
                 if (
-                    type(value) in _NUMBER_TYPES  # not bool, nor the SDK's omit / not_given
-                    and (field not in _FALLBACK_FIELDS or key not in request)
-                ):
+                    type(value) in _NUMBER_TYPES  # int or float, checked inline; not bool
+                    or (isinstance(value, int | float) and not isinstance(value, bool))  # e.g. numpy
+                ) and (field not in _FALLBACK_FIELDS or key not in request):
                     request[key] = value
         if api == CHAT and "stop" in kwargs:
             stop = kwargs["stop"]

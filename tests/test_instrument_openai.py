@@ -6,6 +6,7 @@ import asyncio
 import enum
 import gc
 import importlib
+import weakref
 from collections.abc import Iterator
 from decimal import Decimal
 from typing import Any
@@ -451,6 +452,49 @@ def test_abandoned_stream_ends_span(observed, instrumented, server, client, call
     assert span.attributes["gen_ai.response.model"] == "gpt-4o-2024-08-06"
     assert span.attributes["gen_ai.response.id"] == "chatcmpl-fake123"
     assert "gen_ai.usage.input_tokens" not in span.attributes  # the usage chunk never came
+
+
+def _read_stream_freed_without_gc(client: OpenAI, server: FakeProviderServer, **extra: Any) -> bool:
+    """Read a chat stream to the end, sync and async; True when both SDK streams are freed as soon as
+    the caller drops them, with the garbage collector off."""
+    stream = client.chat.completions.create(**CHAT_KW, stream=True, **extra)
+    sync_stream = weakref.ref(getattr(stream, "__wrapped__", stream))
+    assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices)
+
+    async def read_async() -> weakref.ref[Any]:
+        async with make_async_client(server) as c:
+            astream = await c.chat.completions.create(**CHAT_KW, stream=True, **extra)
+            ref = weakref.ref(getattr(astream, "__wrapped__", astream))
+            assert [chunk async for chunk in astream]
+            del astream
+            return ref
+
+    gc.collect()
+    gc.disable()
+    try:
+        del stream
+        async_stream = asyncio.run(read_async())
+        return sync_stream() is None and async_stream() is None
+    finally:
+        gc.enable()
+
+
+@pytest.mark.parametrize("caller_usage", [False, True], ids=["costspan-asks-usage", "caller-asks-usage"])
+def test_finished_stream_is_freed_without_gc(observed, server, client, caller_usage) -> None:
+    # As uninstrumented: a stream read to the end and dropped frees its response at once. (A hook
+    # costspan left on the stream once held it in a reference cycle until the next collection.)
+    extra: dict[str, Any] = {"stream_options": {"include_usage": True}} if caller_usage else {}
+    assert _read_stream_freed_without_gc(client, server, **extra)
+    inst = OpenAIInstrumentor()
+    inst.instrument(tracer_provider=observed.tracer_provider, meter_provider=observed.meter_provider)
+    try:
+        assert _read_stream_freed_without_gc(client, server, **extra)
+    finally:
+        inst.uninstrument()
+    spans = observed.llm_spans()
+    assert len(spans) == 2
+    for span in spans:
+        assert_chat_span(span, server)
 
 
 def test_closed_stream_ends_span(observed, instrumented, server, client) -> None:

@@ -97,6 +97,16 @@ def _restore_shared_rate_card() -> Iterator[None]:
     shared._shared = before
 
 
+@pytest.fixture(autouse=True)
+def _restore_tool_cost_metric() -> Iterator[None]:
+    """configure() points tool spend at its MeterProvider: keep that from leaking between tests."""
+    from costspan import metrics
+
+    before = list(metrics._TOOL_COST)
+    yield
+    metrics._TOOL_COST[:] = before
+
+
 @pytest.fixture
 def no_configured_budgets() -> Iterator[None]:
     """No budgets from configure_budgets() before or after the test (tests that set some)."""

@@ -288,6 +288,25 @@ def test_cost_dimensions_from_env(sink: OtlpHttpSink, server: FakeProviderServer
     assert "costspan.task" not in points[0].attributes
 
 
+def test_tool_spend_on_the_cost_metric_with_env_dimensions(
+    sink: OtlpHttpSink, server: FakeProviderServer, tmp_path: Path
+) -> None:
+    tool_call = (
+        f'with costspan.attribute(customer_id="{CUSTOMER}", feature="{FEATURE}"), '
+        'costspan.tool("clearbit.enrich", cost_usd=0.1):\n    pass\n'
+    )
+    app = write_app(tmp_path, app_source() + tool_call)
+    result = run_instrumented(app, otlp_env(sink, server, COSTSPAN_COST_DIMENSIONS="feature"))
+    assert result.returncode == 0, result.stderr
+    by_kind = {p.attributes.get("gen_ai.tool.name", "llm"): p for p in cost_points(sink)}
+    assert {kind: p.value for kind, p in by_kind.items()} == {"llm": float(TASK_COST), "clearbit.enrich": 0.1}
+    assert by_kind["clearbit.enrich"].attributes == {
+        "gen_ai.operation.name": "execute_tool",
+        "gen_ai.tool.name": "clearbit.enrich",
+        "costspan.feature": FEATURE,
+    }
+
+
 def test_prices_override_file_from_env(
     sink: OtlpHttpSink, server: FakeProviderServer, tmp_path: Path
 ) -> None:

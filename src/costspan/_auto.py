@@ -36,6 +36,7 @@ from costspan.configure import (
     record_dimensions,
     sdk_tracer_provider,
 )
+from costspan.metrics import record_tools_on
 
 logger = logging.getLogger("costspan")
 
@@ -64,6 +65,8 @@ def pre_instrument() -> None:
             logger.info("costspan: disabled by %s", costspan_settings.DISABLED)
             return
         install_baggage_guard(settings.baggage_policy)
+        if settings.cost_dimensions is not None:
+            record_tools_on(None, settings.cost_dimensions)
         if settings.budgets is not None:
             install_budgets(settings.budgets)
         if provider is None:

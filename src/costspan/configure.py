@@ -26,7 +26,7 @@ from costspan import settings as costspan_settings
 from costspan.baggage_trust import AttributionBaggageGuard, InboundBaggagePolicy, guard_inbound_baggage
 from costspan.budget.config import install_budgets
 from costspan.exporters import ConsoleCostTreeExporter
-from costspan.metrics import DEFAULT_COST_DIMENSIONS
+from costspan.metrics import DEFAULT_COST_DIMENSIONS, record_tools_on
 from costspan.pricing import RateCard
 from costspan.processor import CostSpanProcessor
 
@@ -319,6 +319,7 @@ def configure(
             else None
         )
         install_baggage_guard(env.baggage_policy)
+        record_tools_on(meter_provider, dimensions if dimensions is not None else DEFAULT_COST_DIMENSIONS)
         from costspan.fault_metrics import observe_setup  # here: it imports the instrumentation
 
         observe_setup(meter_provider, processor)

@@ -14,7 +14,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TracerProvid
 from costspan import attributes as attrs
 from costspan._scope import decorate
 from costspan.attribution_values import AttributionValue, attribution_value, clean_attribution, clean_text
-from costspan.budget.tools import charged_tool
+from costspan.tool_spend import spent_tool
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -245,7 +245,8 @@ class tool(_SpanScope):
 
     The price is `cost_usd` when given, else the rate card's tool price for `name` (applied by the
     CostSpanProcessor). Inside the block, `span.set_attribute("gen_ai.usage.cost", usd)` sets a
-    price known only after the call.
+    price known only after the call. On close the price is added to the `costspan.cost` metric and
+    charged to the budgets in effect, sampled or not (`costspan.tool_spend`).
     """
 
     def __init__(
@@ -275,7 +276,7 @@ class tool(_SpanScope):
         entered = _EnteredSpan(
             f"{attrs.OPERATION_EXECUTE_TOOL} {self._name}", {}, span_attributes, self._tracer_provider
         )
-        return charged_tool(entered, self._name, self._cost_usd)  # its price counts toward budgets
+        return spent_tool(entered, self._name, self._cost_usd)  # its price: the cost metric, budgets
 
 
 def current_attribution(ctx: otel_context.Context | None = None) -> dict[str, str]:

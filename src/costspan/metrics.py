@@ -42,6 +42,35 @@ _NO_OP_INSTRUMENTS = frozenset(
 _COST_CALL_DIMENSIONS = (attrs.GEN_AI_PROVIDER_NAME, attrs.GEN_AI_REQUEST_MODEL, attrs.GEN_AI_RESPONSE_MODEL)
 
 
+COST_DESCRIPTION = "Cost of LLM and tool calls in US dollars"
+
+
+def checked_cost_dimensions(cost_dimensions: Iterable[str]) -> tuple[str, ...]:
+    dimensions = tuple(cost_dimensions)
+    if attrs.TASK_ID in dimensions:
+        raise ValueError("costspan.task_id cannot be a metric dimension: one series per task")
+    unknown = set(dimensions) - set(attrs.ATTRIBUTION_KEYS)
+    if unknown:
+        raise ValueError(
+            f"unknown cost metric dimensions {sorted(unknown)}; choose from {attrs.ATTRIBUTION_KEYS}"
+        )
+    return dimensions
+
+
+def _cost_counter(meter: metrics.Meter) -> Any:
+    return meter.create_counter(COST, unit="USD", description=COST_DESCRIPTION)
+
+
+def _with_attribution(
+    out: dict[str, Any], attribution: Mapping[str, str], dimensions: tuple[str, ...]
+) -> dict[str, Any]:
+    for key in dimensions:
+        value = attribution.get(key)
+        if value is not None:
+            out[key] = value
+    return out
+
+
 class CallMetrics:
     """The three instruments, and how one finished call is recorded on them."""
 
@@ -50,15 +79,7 @@ class CallMetrics:
         meter_provider: MeterProvider | None = None,
         cost_dimensions: Iterable[str] = DEFAULT_COST_DIMENSIONS,
     ) -> None:
-        dimensions = tuple(cost_dimensions)
-        if attrs.TASK_ID in dimensions:
-            raise ValueError("costspan.task_id cannot be a metric dimension: one series per task")
-        unknown = set(dimensions) - set(attrs.ATTRIBUTION_KEYS)
-        if unknown:
-            raise ValueError(
-                f"unknown cost metric dimensions {sorted(unknown)}; choose from {attrs.ATTRIBUTION_KEYS}"
-            )
-        self.cost_dimensions = dimensions
+        self.cost_dimensions = checked_cost_dimensions(cost_dimensions)
         meter = metrics.get_meter("costspan", meter_provider=meter_provider)
         self.token_usage = meter.create_histogram(
             TOKEN_USAGE,
@@ -72,7 +93,7 @@ class CallMetrics:
             description="GenAI operation duration",
             explicit_bucket_boundaries_advisory=list(DURATION_BUCKETS),
         )
-        self.cost = meter.create_counter(COST, unit="USD", description="Cost of LLM calls in US dollars")
+        self.cost = _cost_counter(meter)
 
     def recording(self) -> bool:
         """False while the instruments record nowhere: no-op instruments, or the global meter
@@ -106,8 +127,47 @@ class CallMetrics:
             self.token_usage.record(output_tokens, {**common, "gen_ai.token.type": "output"}, context)
         if cost_usd is not None:
             cost_attributes = {key: common[key] for key in _COST_CALL_DIMENSIONS if key in common}
-            for key in self.cost_dimensions:
+            for key in self.cost_dimensions:  # inline, not `_with_attribution`: runs on every call
                 value = attribution.get(key)
                 if value is not None:
                     cost_attributes[key] = value
             self.cost.add(cost_usd, cost_attributes, context)
+
+
+class ToolCostMetric:
+    """The `costspan.cost` counter for priced `costspan.tool` calls: `gen_ai.operation.name`
+    (`execute_tool`), `gen_ai.tool.name` and the attribution dimensions."""
+
+    def __init__(
+        self,
+        meter_provider: MeterProvider | None = None,
+        cost_dimensions: Iterable[str] = DEFAULT_COST_DIMENSIONS,
+    ) -> None:
+        self.cost_dimensions = checked_cost_dimensions(cost_dimensions)
+        self.cost = _cost_counter(metrics.get_meter("costspan", meter_provider=meter_provider))
+
+    def record(self, tool_name: str, attribution: Mapping[str, str], cost_usd: float) -> None:
+        attributes = {
+            attrs.GEN_AI_OPERATION_NAME: attrs.OPERATION_EXECUTE_TOOL,
+            attrs.GEN_AI_TOOL_NAME: tool_name,
+        }
+        self.cost.add(cost_usd, _with_attribution(attributes, attribution, self.cost_dimensions))
+
+
+# Where tool spend is recorded: set by `costspan.configure()` and zero-code set-up (their
+# MeterProvider and cost dimensions), else the global MeterProvider with the default dimensions.
+_TOOL_COST: list[ToolCostMetric] = []
+
+
+def record_tools_on(
+    meter_provider: MeterProvider | None, cost_dimensions: Iterable[str] = DEFAULT_COST_DIMENSIONS
+) -> None:
+    """Record `costspan.tool` spend on `meter_provider` (None: the global one) with these dimensions."""
+    metric = ToolCostMetric(meter_provider, cost_dimensions)
+    _TOOL_COST[:] = [metric]
+
+
+def tool_cost_metric() -> ToolCostMetric:
+    if not _TOOL_COST:
+        _TOOL_COST.append(ToolCostMetric())
+    return _TOOL_COST[0]

@@ -1,16 +1,22 @@
-"""Tool spend counts toward budgets: `costspan.tool(...)` charges its price when it closes.
+"""Where a `costspan.tool(...)` call's price goes when it closes: the `costspan.cost` metric and
+the budgets in effect where it was opened.
 
-Charged where the tool runs, whether or not its span is sampled: the price set on the span (when
-it is recording), else `cost_usd`, else the rate card's tool price; a tool with none is free.
+Both see every priced tool call, whether or not its span is sampled: the price set on the span
+(when it is recording), else `cost_usd`, else the rate card's tool price; a tool with none is free
+and records nothing.
 """
 
 from __future__ import annotations
 
 from typing import Any, TypeVar, cast
 
+from opentelemetry import baggage
+
 from costspan import attributes as attrs
+from costspan.attribution_values import clean_attribution
 from costspan.budget.gate import CallBudget, plan
-from costspan.call_pricing import units_from_usd
+from costspan.call_pricing import units_from_usd, usd
+from costspan.metrics import tool_cost_metric
 from costspan.pricing import shared_rate_card
 
 E = TypeVar("E")
@@ -31,12 +37,12 @@ def tool_units(span: Any, name: str, cost_usd: float | None) -> int:
     return price.total if price is not None else 0
 
 
-class _ChargedTool:
-    """An entered tool scope whose close also charges the budgets in effect where it was opened."""
+class _SpentTool:
+    """An entered tool scope whose close also records its price and charges the budgets."""
 
     __slots__ = ("_budget", "_cost_usd", "_entered", "_name", "context", "span")
 
-    def __init__(self, entered: Any, budget: CallBudget, name: str, cost_usd: float | None) -> None:
+    def __init__(self, entered: Any, budget: CallBudget | None, name: str, cost_usd: float | None) -> None:
         self._entered = entered
         self._budget = budget
         self._name = name
@@ -49,12 +55,20 @@ class _ChargedTool:
             units = tool_units(self.span, self._name, self._cost_usd)
         except Exception as fault:
             units = 0
-            _fault("tool price for budgets", fault)
+            _fault("tool price", fault)
         self._entered.close(exc)
+        if not units:
+            return
         try:
-            self._budget.charge(units)
+            attribution = clean_attribution(baggage.get_all(self.context))
+            tool_cost_metric().record(self._name, attribution, usd(units))
         except Exception as fault:
-            _fault("budget charge (tool)", fault)
+            _fault("tool cost metric", fault)
+        if self._budget is not None:
+            try:
+                self._budget.charge(units)
+            except Exception as fault:
+                _fault("budget charge (tool)", fault)
 
 
 def _fault(where: str, exc: Exception) -> None:
@@ -63,13 +77,11 @@ def _fault(where: str, exc: Exception) -> None:
     FAULTS.record(where, exc)
 
 
-def charged_tool(entered: E, name: str, cost_usd: float | None) -> E:
-    """`entered` (a tool's span scope), charging its price to the budgets in effect on close."""
+def spent_tool(entered: E, name: str, cost_usd: float | None) -> E:
+    """`entered` (a tool's span scope), recording its price and charging the budgets on close."""
     try:
         budget = plan(ctx=entered.context)  # type: ignore[attr-defined]
     except Exception as fault:
         _fault("budget plan (tool)", fault)
-        return entered
-    if budget is None:
-        return entered
-    return cast(E, _ChargedTool(entered, budget, name, cost_usd))
+        budget = None
+    return cast(E, _SpentTool(entered, budget, name, cost_usd))

@@ -230,19 +230,27 @@ def cost_points(points: list[ReceivedPoint]) -> list[ReceivedPoint]:
 
 
 def cost_points_arrived(points: list[ReceivedPoint]) -> bool:
-    return len(cost_points(points)) >= 2
+    return len(cost_points(points)) >= 3
 
 
 def check_cost_metric(points: list[ReceivedPoint]) -> None:
-    """costspan's `costspan.cost` counter (LLM calls; tools are priced on spans only), exported over
-    OTLP at exit: one point per model with the attribution, exact dollars."""
-    by_model = {p.attributes["gen_ai.request.model"]: p for p in cost_points(points)}
-    assert set(by_model) == {"gpt-4o", "gpt-4o-mini"}, cost_points(points)
-    for model, agent, dollars in (
+    """costspan's `costspan.cost` counter, exported over OTLP at exit: one point per model and one for
+    the priced tool, with the attribution, exact dollars; together the task's rollup."""
+    by_what = {
+        p.attributes.get("gen_ai.request.model") or p.attributes["gen_ai.tool.name"]: p
+        for p in cost_points(points)
+    }
+    assert set(by_what) == {"gpt-4o", "gpt-4o-mini", "clearbit.enrich"}, cost_points(points)
+    assert by_what["clearbit.enrich"].attributes["gen_ai.operation.name"] == "execute_tool"
+    assert sum(p.value for p in by_what.values()) == pytest.approx(
+        usd(RESEARCH_USD + TOOL_USD + WRITER_USD), abs=1e-15
+    )
+    for what, agent, dollars in (
         ("gpt-4o", "research", RESEARCH_USD),
         ("gpt-4o-mini", "writer", WRITER_USD),
+        ("clearbit.enrich", "research", TOOL_USD),
     ):
-        point = by_model[model]
+        point = by_what[what]
         assert point.unit == "USD"
         assert point.value == usd(dollars)
         assert point.attributes["costspan.customer_id"] == CUSTOMER_ID

@@ -57,10 +57,6 @@ def checked_cost_dimensions(cost_dimensions: Iterable[str]) -> tuple[str, ...]:
     return dimensions
 
 
-def _cost_counter(meter: metrics.Meter) -> Any:
-    return meter.create_counter(COST, unit="USD", description=COST_DESCRIPTION)
-
-
 def _with_attribution(
     out: dict[str, Any], attribution: Mapping[str, str], dimensions: tuple[str, ...]
 ) -> dict[str, Any]:
@@ -71,8 +67,8 @@ def _with_attribution(
     return out
 
 
-class CallMetrics:
-    """The three instruments, and how one finished call is recorded on them."""
+class _CostCounter:
+    """The `costspan.cost` counter on a MeterProvider, and the attribution keys its points carry."""
 
     def __init__(
         self,
@@ -80,7 +76,20 @@ class CallMetrics:
         cost_dimensions: Iterable[str] = DEFAULT_COST_DIMENSIONS,
     ) -> None:
         self.cost_dimensions = checked_cost_dimensions(cost_dimensions)
-        meter = metrics.get_meter("costspan", meter_provider=meter_provider)
+        self.meter = metrics.get_meter("costspan", meter_provider=meter_provider)
+        self.cost = self.meter.create_counter(COST, unit="USD", description=COST_DESCRIPTION)
+
+
+class CallMetrics(_CostCounter):
+    """The three instruments, and how one finished call is recorded on them."""
+
+    def __init__(
+        self,
+        meter_provider: MeterProvider | None = None,
+        cost_dimensions: Iterable[str] = DEFAULT_COST_DIMENSIONS,
+    ) -> None:
+        super().__init__(meter_provider, cost_dimensions)
+        meter = self.meter
         self.token_usage = meter.create_histogram(
             TOKEN_USAGE,
             unit="{token}",
@@ -93,7 +102,6 @@ class CallMetrics:
             description="GenAI operation duration",
             explicit_bucket_boundaries_advisory=list(DURATION_BUCKETS),
         )
-        self.cost = _cost_counter(meter)
 
     def recording(self) -> bool:
         """False while the instruments record nowhere: no-op instruments, or the global meter
@@ -134,17 +142,9 @@ class CallMetrics:
             self.cost.add(cost_usd, cost_attributes, context)
 
 
-class ToolCostMetric:
+class ToolCostMetric(_CostCounter):
     """The `costspan.cost` counter for priced `costspan.tool` calls: `gen_ai.operation.name`
     (`execute_tool`), `gen_ai.tool.name` and the attribution dimensions."""
-
-    def __init__(
-        self,
-        meter_provider: MeterProvider | None = None,
-        cost_dimensions: Iterable[str] = DEFAULT_COST_DIMENSIONS,
-    ) -> None:
-        self.cost_dimensions = checked_cost_dimensions(cost_dimensions)
-        self.cost = _cost_counter(metrics.get_meter("costspan", meter_provider=meter_provider))
 
     def record(self, tool_name: str, attribution: Mapping[str, str], cost_usd: float) -> None:
         attributes = {

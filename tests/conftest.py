@@ -100,7 +100,7 @@ def _restore_shared_rate_card() -> Iterator[None]:
 @pytest.fixture(autouse=True)
 def _restore_tool_cost_metric() -> Iterator[None]:
     """configure() points tool spend at its MeterProvider: keep that from leaking between tests."""
-    from costspan import metrics
+    from costspan.telemetry import metrics
 
     before = list(metrics._TOOL_COST)
     yield

@@ -18,9 +18,10 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import costspan
-from costspan import CostSpanProcessor, context_access
+from costspan import CostSpanProcessor
 from costspan import attributes as A
 from costspan.instrumentation.openai import OpenAIInstrumentor
+from costspan.otel_internals import context as context_access
 from costspan.testing import FakeProviderServer
 from costspan.testing.openai import OpenAIUsage, add_openai_routes
 

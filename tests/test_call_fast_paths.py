@@ -28,11 +28,11 @@ from openai import OpenAI
 
 import costspan
 from costspan import attributes as A
-from costspan.call_pricing import CallPricer
-from costspan.instrumentation._sampling import ignores_attributes
 from costspan.instrumentation.openai import OpenAIInstrumentor
-from costspan.metrics import CallMetrics
+from costspan.otel_internals.sampling import ignores_attributes
 from costspan.pricing import RateCard
+from costspan.rollup.call_pricing import CallPricer
+from costspan.telemetry.metrics import CallMetrics
 from costspan.testing import FakeProviderServer
 from costspan.testing.openai import OpenAIUsage, add_openai_routes
 

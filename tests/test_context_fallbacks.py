@@ -1,6 +1,6 @@
-"""costspan reads the OpenTelemetry context directly where it can (`context_access`): the same spans
-come out when it cannot, with another runtime context (`OTEL_PYTHON_CONTEXT`) or an API without the
-context keys it reads."""
+"""costspan reads the OpenTelemetry context directly where it can (`costspan.otel_internals.context`):
+the same spans come out when it cannot, with another runtime context (`OTEL_PYTHON_CONTEXT`) or an API
+without the context keys it reads."""
 
 from __future__ import annotations
 

@@ -9,9 +9,17 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from costspan import attributes as A
-from costspan.call_pricing import COST, INPUT, LLM_CALLS, TALLY_SIZE, UNPRICED, CallPricer
 from costspan.pricing import RateCard
-from costspan.usage import MAX_TOKENS, InvalidUsage, Usage, is_llm_call, model_of, provider_of, usage_of
+from costspan.rollup.call_pricing import COST, INPUT, LLM_CALLS, TALLY_SIZE, UNPRICED, CallPricer
+from costspan.rollup.usage import (
+    MAX_TOKENS,
+    InvalidUsage,
+    Usage,
+    is_llm_call,
+    model_of,
+    provider_of,
+    usage_of,
+)
 
 TOKEN_KEYS = [
     A.GEN_AI_USAGE_INPUT_TOKENS,

@@ -22,8 +22,8 @@ from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 import costspan
 from conftest import Traced
 from costspan import attributes as A
-from costspan.attribution_values import MAX_VALUE_BYTES, clean_attribution, clean_text
-from costspan.baggage_trust import AttributionBaggageGuard, InboundBaggagePolicy
+from costspan.attribution.baggage_trust import AttributionBaggageGuard, InboundBaggagePolicy
+from costspan.attribution.values import MAX_VALUE_BYTES, clean_attribution, clean_text
 from costspan.instrumentation._call import CallSpan, Instrumentation
 from llm import llm_call
 

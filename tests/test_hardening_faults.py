@@ -33,10 +33,10 @@ from opentelemetry.trace import NonRecordingSpan, SpanKind
 import costspan
 from conftest import Observed
 from costspan import attributes as A
-from costspan.fault_metrics import FAULTS_METRIC, FaultMetrics
 from costspan.instrumentation._call import FAULTS
 from costspan.instrumentation.openai import OpenAIInstrumentor
 from costspan.pricing import RateCard
+from costspan.setup.fault_metrics import FAULTS_METRIC, FaultMetrics
 from costspan.testing import FakeProviderServer
 from costspan.testing.openai import OpenAIUsage, add_openai_routes
 from llm import llm_call
@@ -403,7 +403,7 @@ def test_inbound_baggage_outcomes_are_a_metric() -> None:
     from opentelemetry.baggage.propagation import W3CBaggagePropagator
     from opentelemetry.context import Context
 
-    from costspan.baggage_trust import AttributionBaggageGuard, InboundBaggagePolicy
+    from costspan.attribution.baggage_trust import AttributionBaggageGuard, InboundBaggagePolicy
 
     guard = AttributionBaggageGuard(W3CBaggagePropagator(), InboundBaggagePolicy.of("10.0.0.0/8"))
     reader = InMemoryMetricReader()
@@ -422,7 +422,7 @@ def test_inbound_baggage_outcomes_are_a_metric() -> None:
 
 
 def test_observe_faults_registers_once_per_meter_provider(broken: Pipeline) -> None:
-    from costspan.fault_metrics import observe_faults
+    from costspan.setup.fault_metrics import observe_faults
 
     reader = InMemoryMetricReader()
     meter_provider = MeterProvider(metric_readers=[reader])

@@ -15,7 +15,7 @@ from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
 import costspan
-from costspan import processor as processor_module
+from costspan.rollup import processor as processor_module
 from llm import llm_call
 from test_load import RootsExporter
 

@@ -33,7 +33,7 @@ from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapProp
 
 import costspan
 from costspan import attributes as A
-from costspan.baggage_trust import (
+from costspan.attribution.baggage_trust import (
     SECRET_ENV,
     SIGNATURE_HEADER,
     TRUSTED_PEERS_ENV,
@@ -354,6 +354,6 @@ def test_client_side_spans_untouched_by_guard(global_propagator: None) -> None:
 def test_peer_address_is_read_only_from_carriers_a_caller_cannot_write(
     carrier: Any, address: str | None
 ) -> None:
-    from costspan.baggage_trust import peer_address
+    from costspan.attribution.baggage_trust import peer_address
 
     assert peer_address(carrier) == address

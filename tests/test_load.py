@@ -23,7 +23,7 @@ from opentelemetry.trace import SpanKind, Tracer
 
 import costspan
 from costspan import attributes as A
-from costspan import processor as processor_module
+from costspan.rollup import processor as processor_module
 
 # Published USD per million tokens: input, cached input, output.
 PRICES = {

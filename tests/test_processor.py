@@ -13,7 +13,7 @@ from opentelemetry.trace import Status, StatusCode
 import costspan
 from costspan import RateCard
 from costspan import attributes as A
-from costspan.processor import _Node
+from costspan.rollup.processor import _Node
 from llm import llm_call
 
 # Published prices, USD per million tokens.

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from costspan.pricing import UNITS_PER_USD
-from costspan.settings import Settings, parse_cost_dimensions, read_settings, report
+from costspan.setup.settings import Settings, parse_cost_dimensions, read_settings, report
 
 OVERRIDE = 'models:\n  - model: "gpt-4o"\n    input_per_mtok: 1.0\n    output_per_mtok: 2.0\n'
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from costspan.usage import Usage, is_llm_call, usage_of
+from costspan.rollup.usage import Usage, is_llm_call, usage_of
 from third_party_spans import (
     FIXTURE_FILES,
     FIXTURES,

@@ -15,9 +15,9 @@ from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
 import costspan
 from costspan import attributes as A
-from costspan import metrics as costspan_metrics
 from costspan.instrumentation._call import FAULTS
 from costspan.pricing import RateCard
+from costspan.telemetry import metrics as costspan_metrics
 
 TOOL_POINT = {A.GEN_AI_OPERATION_NAME: "execute_tool", A.GEN_AI_TOOL_NAME: "clearbit.enrich"}
 

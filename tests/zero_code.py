@@ -15,7 +15,7 @@ import textwrap
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from costspan.configure import costspan_entry_points
+from costspan.setup.configure import costspan_entry_points
 
 BIN = Path(sys.executable).parent
 TIMEOUT_S = 30

@@ -1,20 +1,14 @@
 """costspan: what each customer, task, feature and agent costs in LLM spend, inside OpenTelemetry."""
 
-from importlib.metadata import PackageNotFoundError, version
-
 from costspan import attributes
-from costspan.baggage_trust import InboundBaggagePolicy, guard_inbound_baggage
+from costspan._version import __version__
+from costspan.attribution.api import TaskScope, agent, attribute, current_attribution, step, task, tool
+from costspan.attribution.baggage_trust import InboundBaggagePolicy, guard_inbound_baggage
 from costspan.budget import BudgetConfigError, BudgetExceeded, budget, configure_budgets
-from costspan.configure import CostspanSetup, configure
-from costspan.context import TaskScope, agent, attribute, current_attribution, step, task, tool
 from costspan.exporters import ConsoleCostTreeExporter
 from costspan.pricing import PriceBreakdown, RateCard, RateCardError
-from costspan.processor import CostSpanProcessor
-
-try:
-    __version__ = version("costspan")
-except PackageNotFoundError:  # running from a source tree
-    __version__ = "0.0.0"
+from costspan.rollup.processor import CostSpanProcessor
+from costspan.setup.configure import CostspanSetup, configure
 
 __all__ = [
     "BudgetConfigError",

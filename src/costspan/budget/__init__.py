@@ -1,4 +1,7 @@
-"""Budgets and circuit breakers: stop a runaway task or customer while it runs.
+"""Stage 3: budgets and circuit breakers: stop a runaway task or customer while it runs.
+
+Imports: `attributes`, `otel_internals`, `telemetry`, `pricing`, `attribution`; the instrumentors
+call `gate` (never the reverse: `gate.CallSpan` is the protocol a call offers).
 
 See `costspan.budget` (scope.py) for the context manager / decorator, `configure_budgets`
 (config.py) for budgets per task type and per customer, `InMemoryLedger` / `RedisLedger` for where

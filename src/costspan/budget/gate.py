@@ -16,7 +16,7 @@ import logging
 import math
 import time
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from opentelemetry import baggage
 from opentelemetry import context as otel_context
@@ -35,10 +35,23 @@ from costspan.budget.accounts import (
 )
 from costspan.budget.errors import BudgetExceeded, format_usd
 from costspan.budget.spec import BudgetSpec, units_to_usd
+from costspan.telemetry.faults import INSTRUMENTATION_FAULTS
 
 if TYPE_CHECKING:
-    from costspan.instrumentation._call import CallSpan
     from costspan.pricing import RateCard
+
+
+class CallSpan(Protocol):
+    """What the gate reads and sets on an instrumentor's call (`costspan.instrumentation._call`)."""
+
+    span: Any
+    attributes: dict[str, Any]
+    budget: CallBudget | None
+    _attribution: Mapping[str, str]
+    _state: Any
+
+    def end(self, error: BaseException | None = None) -> None: ...
+
 
 logger = logging.getLogger("costspan.budget")
 
@@ -302,9 +315,7 @@ def admit(call: CallSpan, kwargs: dict[str, Any]) -> dict[str, Any]:
         for applied, exceeded, action in decision.events:
             _record(call, applied, exceeded, action)
     except Exception as exc:
-        from costspan.instrumentation._call import FAULTS
-
-        FAULTS.record("budget check", exc)
+        INSTRUMENTATION_FAULTS.record("budget check", exc)
         return kwargs
     for callback, exceeded in decision.callbacks:
         try:
@@ -333,9 +344,7 @@ def stream_refusal(call: CallSpan) -> BudgetExceeded | None:
         _record(call, applied, refusal, "abort_stream")
         return refusal
     except Exception as exc:
-        from costspan.instrumentation._call import FAULTS
-
-        FAULTS.record("budget stream check", exc)
+        INSTRUMENTATION_FAULTS.record("budget stream check", exc)
         return None
 
 

@@ -12,7 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Protocol, runtime_checkable
 
-from costspan.fork_safe import reopen_lock_after_fork
+from costspan.telemetry.fork_safe import reopen_lock_after_fork
 
 DEFAULT_MAX_KEYS = 100_000
 # Expired keys are swept at most this often (when a new key is added).

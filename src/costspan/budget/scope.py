@@ -11,7 +11,7 @@ from opentelemetry import baggage
 from opentelemetry import context as otel_context
 
 from costspan import attributes as attrs
-from costspan._scope import decorate
+from costspan.attribution.scopes import decorate
 from costspan.budget.accounts import CONTEXT_KEY, ENTERED_ANY, ActiveBudget, registry
 from costspan.budget.config import configure_budgets, ledger_from
 from costspan.budget.ledger import Ledger

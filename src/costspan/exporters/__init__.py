@@ -1,4 +1,7 @@
-"""Exporters that show costspan's attributes: a console cost tree."""
+"""Stage 6: exporters that show costspan's attributes (the console cost tree).
+
+One job: present finished, priced spans. Imports: `attributes` and the stages below; never `setup`.
+"""
 
 from costspan.exporters.console import ConsoleCostTreeExporter, format_tree
 

@@ -16,12 +16,16 @@ from opentelemetry.metrics import MeterProvider
 from opentelemetry.sdk.trace import Span as SDKSpan
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer, TracerProvider
 
-from costspan import __version__
 from costspan import attributes as attrs
-from costspan.attribution_values import clean_attribution
+from costspan._version import __version__
+from costspan.attribution.values import clean_attribution
 from costspan.budget import gate as budget_gate
 from costspan.budget.accounts import ENTERED_ANY, REGISTRY
-from costspan.call_pricing import (
+from costspan.otel_internals.context import attach_span, baggage_of, current_context, detach
+from costspan.otel_internals.sampling import ignores_attributes, sampler_of
+from costspan.otel_internals.spans import put_valid
+from costspan.pricing import RateCard, shared_rate_card
+from costspan.rollup.call_pricing import (
     CACHE_READ,
     CACHE_WRITE,
     COST,
@@ -33,15 +37,12 @@ from costspan.call_pricing import (
     TALLY_SIZE,
     CallPricer,
 )
-from costspan.context_access import attach_span, baggage_of, current_context, detach
-from costspan.faults import FaultCounter
-from costspan.instrumentation._sampling import ignores_attributes, sampler_of
-from costspan.metrics import DEFAULT_COST_DIMENSIONS, CallMetrics
-from costspan.pricing import RateCard, shared_rate_card
-from costspan.processor import CALL_TALLY_ATTR, _put_valid
-from costspan.usage import MAX_TOKENS, model_of
+from costspan.rollup.processor import CALL_TALLY_ATTR
+from costspan.rollup.usage import MAX_TOKENS, model_of
+from costspan.telemetry.faults import INSTRUMENTATION_FAULTS
+from costspan.telemetry.metrics import DEFAULT_COST_DIMENSIONS, CallMetrics
 
-FAULTS = FaultCounter()
+FAULTS = INSTRUMENTATION_FAULTS
 
 _SCHEMA_URL = "https://opentelemetry.io/schemas/1.37.0"
 
@@ -151,7 +152,7 @@ class CallSpan:
         # just started is recording: an unsampled one is a NonRecordingSpan.)
         if (
             not state._sampler_reads_attributes
-            and not (self._sdk_span and _put_valid(span, attributes))
+            and not (self._sdk_span and put_valid(span, attributes))
             and span.is_recording()
         ):
             span.set_attributes(attributes)
@@ -246,7 +247,7 @@ class CallSpan:
     def current(self) -> _Current:
         """`with call.current():` the call's span is current (spans made inside parent under it).
         `trace.use_span` without its exception handling, which the calls do not use, attaching
-        through `costspan.context_access`."""
+        through `costspan.otel_internals.context`."""
         return _Current(self.span)
 
     @property
@@ -282,7 +283,7 @@ class CallSpan:
             attributes.update(out)
             late.update(out)
         # Values from the typed setters and from pricing are plain unless a setter said not.
-        if late and (self._late_unchecked or not (self._sdk_span and _put_valid(span, late))):
+        if late and (self._late_unchecked or not (self._sdk_span and put_valid(span, late))):
             _write(span, late)
         metrics = self._state.metrics
         if metrics.recording():
@@ -370,8 +371,8 @@ def _write(span: Span, attributes: dict[str, Any]) -> None:
 
     Each attribute through `Span.set_attributes` is validated (~7k instructions); plain values go
     straight into the span's attribute dict where the SDK would neither truncate nor evict
-    (`costspan.processor._put_valid`), anything else through the SDK.
+    (`costspan.otel_internals.spans.put_valid`), anything else through the SDK.
     """
-    if _is_sdk_span(span) and _all_plain(attributes.values()) and _put_valid(span, attributes):
+    if _is_sdk_span(span) and _all_plain(attributes.values()) and put_valid(span, attributes):
         return
     span.set_attributes(attributes)

@@ -35,13 +35,13 @@ import wrapt
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 from opentelemetry.instrumentation.utils import unwrap
 
-from costspan.context_access import attach_span, detach
 from costspan.instrumentation._call import FAULTS, CallSpan, Instrumentation
 from costspan.instrumentation._client_facts import ClientFacts
 from costspan.instrumentation._stream import AsyncStreamProxy, OnItem, SyncStreamProxy, Tail
 from costspan.instrumentation._values import get_field as _get
 from costspan.instrumentation._values import non_empty_str as _str
 from costspan.instrumentation._values import token_count as _int
+from costspan.otel_internals.context import attach_span, detach
 
 logger = logging.getLogger(__name__)
 

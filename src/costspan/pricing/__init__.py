@@ -1,4 +1,8 @@
-"""Rate card: exact prices for LLM calls (genai-prices data plus user overrides)."""
+"""Stage 1: the rate card. Exact prices for LLM and tool calls (genai-prices data plus user overrides).
+
+One job: turn (provider, model, usage, time) into integer USD units. Imports nothing of costspan
+outside this package, so any stage can price.
+"""
 
 from .card import RateCard
 from .errors import RateCardError

@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from costspan import attributes as attrs
-from costspan.baggage_trust import SECRET_ENV, TRUSTED_PEERS_ENV, InboundBaggagePolicy
+from costspan.attribution.baggage_trust import SECRET_ENV, TRUSTED_PEERS_ENV, InboundBaggagePolicy
 from costspan.budget.accounts import Registry
 from costspan.budget.config import load_budgets
 from costspan.budget.errors import BudgetConfigError
@@ -28,7 +28,7 @@ COST_DIMENSIONS = "COSTSPAN_COST_DIMENSIONS"
 BUDGETS = "COSTSPAN_BUDGETS"
 BUDGET_LEDGER = "COSTSPAN_BUDGET_LEDGER"
 
-# Inbound costspan.* baggage: whose is kept (costspan.baggage_trust reads them).
+# Inbound costspan.* baggage: whose is kept (costspan.attribution.baggage_trust reads them).
 TRUSTED_BAGGAGE_PEERS = TRUSTED_PEERS_ENV
 BAGGAGE_SECRET = SECRET_ENV
 

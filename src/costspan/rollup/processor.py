@@ -31,8 +31,11 @@ from opentelemetry.sdk.trace import (
 from opentelemetry.trace import StatusCode
 
 from costspan import attributes as attrs
-from costspan.attribution_values import clean_attribution
-from costspan.call_pricing import (
+from costspan.attribution.values import clean_attribution
+from costspan.otel_internals.context import baggage_and_span, current_context
+from costspan.otel_internals.spans import attributes_of, put_valid, sdk_has_on_ending, write_frozen
+from costspan.pricing import RateCard, set_shared_rate_card, shared_rate_card
+from costspan.rollup.call_pricing import (
     CACHE_READ,
     CACHE_WRITE,
     COST,
@@ -46,11 +49,9 @@ from costspan.call_pricing import (
     CallPricer,
     usd,
 )
-from costspan.context_access import baggage_and_span, current_context
-from costspan.faults import FaultCounter
-from costspan.fork_safe import reopen_lock_after_fork
-from costspan.pricing import RateCard, set_shared_rate_card, shared_rate_card
-from costspan.usage import CALL_MARKER_KEYS, is_llm_call
+from costspan.rollup.usage import CALL_MARKER_KEYS, is_llm_call
+from costspan.telemetry.faults import FaultCounter
+from costspan.telemetry.fork_safe import reopen_lock_after_fork
 
 # The rollup attributes of tally slots FAILED to TOOL_CALLS, in slot order: written where not 0.
 _ROLLUP_COUNT_KEYS = tuple(
@@ -83,84 +84,10 @@ class _Node:
         self.has_children = False
 
 
-def _attributes_of(span: Span) -> Any:
-    # The SDK keeps attributes in BoundedAttributes._dict; reading it directly avoids a raised and
-    # caught KeyError per absent key. Fall back to the public (slower) mapping when it is not there.
-    bounded = span._attributes
-    plain = getattr(bounded, "_dict", None)
-    return plain if isinstance(plain, dict) else dict(span.attributes or {})
-
-
-def _sdk_has_on_ending() -> bool:
-    """Whether this SDK calls `SpanProcessor._on_ending` and freezes attributes by a flag we can lift."""
-    if not hasattr(SpanProcessor, "_on_ending"):
-        return False
-    try:
-        from opentelemetry.attributes import BoundedAttributes
-
-        return "_immutable" in BoundedAttributes(immutable=True).__dict__
-    except Exception:
-        return False
-
-
-_FORWARDING_PROCESSORS = (SynchronousMultiSpanProcessor, ConcurrentMultiSpanProcessor)
-
-
-def _bounded_attributes_type() -> type | None:
-    """The SDK's BoundedAttributes, if it keeps a plain `_dict` and has `maxlen` and `max_value_len`."""
-    try:
-        from opentelemetry.attributes import BoundedAttributes
-
-        sample = BoundedAttributes(maxlen=1, max_value_len=None)
-        return BoundedAttributes if isinstance(sample._dict, dict) and sample.maxlen == 1 else None
-    except Exception:
-        return None
-
-
-_BoundedAttributes = _bounded_attributes_type()
-
-
-def _put_valid(span: Span, new_attributes: dict[str, Any]) -> bool:
-    """Store attributes known to be valid straight into the span's attribute dict.
-
-    The SDK validates every attribute it is given (several thousand instructions each); the
-    values written here (strings from baggage, the numbers and strings of the contract) need none.
-    Returns False, having written nothing, where the SDK would have to truncate or evict: the
-    caller then goes through the SDK.
-    """
-    bounded = span._attributes
-    if type(bounded) is _BoundedAttributes:  # its fields read directly: no getattr calls
-        plain = bounded._dict
-        if bounded.max_value_len is not None:
-            return False
-        maxlen = bounded.maxlen
-    else:
-        plain = getattr(bounded, "_dict", None)
-        if not isinstance(plain, dict) or getattr(bounded, "max_value_len", 0) is not None:
-            return False
-        maxlen = getattr(bounded, "maxlen", 0)
-    if maxlen is not None and len(plain) + len(new_attributes) > maxlen:
-        return False
-    plain.update(new_attributes)
-    return True
-
-
-def _write_frozen(span: Span, new_attributes: dict[str, Any]) -> None:
-    """Set attributes on a span that `end()` has frozen, before any `on_end` reads them, where
-    `_put_valid` could not."""
-    bounded = span._attributes
-    bounded._immutable = False  # type: ignore[union-attr]
-    try:
-        for key, value in new_attributes.items():
-            bounded[key] = value  # type: ignore[index]
-    finally:
-        bounded._immutable = True  # type: ignore[union-attr]
-
-
-# Where an instrumentor that already priced its call leaves (the call's tally, its
 # `gen_ai.usage.cost` or None) on the SDK span (instance attribute), so the processor rolls it up
 # without reading the attributes back.
 CALL_TALLY_ATTR = "_costspan_call_tally"
+_FORWARDING_PROCESSORS = (SynchronousMultiSpanProcessor, ConcurrentMultiSpanProcessor)
 _NO_TALLY: Any = object()
 
 
@@ -181,7 +108,7 @@ class CostSpanProcessor(SpanProcessor):
         self._lock = threading.Lock()
         reopen_lock_after_fork(self)  # a lock held at fork time would hang the child's first span end
         self._faults = FaultCounter()
-        self._on_ending_supported = _sdk_has_on_ending()
+        self._on_ending_supported = sdk_has_on_ending()
         # The span processor (the provider's multi-processor) known to forward `_on_ending` to us.
         self._forwarder: object = None
 
@@ -227,8 +154,8 @@ class CostSpanProcessor(SpanProcessor):
             if node is None:  # not ours, or already finalised by the `end` wrapper
                 return
             new_attributes = self._finish(span, node)
-            if new_attributes and not _put_valid(span, new_attributes):
-                _write_frozen(span, new_attributes)
+            if new_attributes and not put_valid(span, new_attributes):
+                write_frozen(span, new_attributes)
         except Exception as exc:
             self._faults.record("span end", exc)
 
@@ -242,14 +169,14 @@ class CostSpanProcessor(SpanProcessor):
         return True
 
     def _stamp_attribution(self, span: Span, entries: Mapping[str, object]) -> None:
-        present = _attributes_of(span)
+        present = attributes_of(span)
         # Cleaned: baggage set by hand or by a propagator other than costspan's guard may hold any
-        # object, control characters or very long values (see costspan.attribution_values).
+        # object, control characters or very long values (see costspan.attribution.values).
         stamp = {key: value for key, value in clean_attribution(entries).items() if key not in present}
         if not stamp:
             return
         # A span is not yet shared while on_start runs, so its dict can take valid strings directly.
-        if not (all(type(value) is str for value in stamp.values()) and _put_valid(span, stamp)):
+        if not (all(type(value) is str for value in stamp.values()) and put_valid(span, stamp)):
             span.set_attributes(stamp)
 
     def _end(self, span: Span, node: _Node, end_time: int | None = None) -> None:
@@ -273,7 +200,7 @@ class CostSpanProcessor(SpanProcessor):
         new_attributes: dict[str, Any] = {}
         priced = span.__dict__.pop(CALL_TALLY_ATTR, _NO_TALLY)
         if priced is _NO_TALLY:
-            own = self._tally_own(span, _attributes_of(span), new_attributes)
+            own = self._tally_own(span, attributes_of(span), new_attributes)
             own_usd = new_attributes.get(attrs.GEN_AI_USAGE_COST)
         else:
             own, own_usd = priced

@@ -24,9 +24,9 @@ import logging
 
 from opentelemetry import metrics
 
-from costspan import settings as costspan_settings
 from costspan.budget.config import install_budgets
-from costspan.configure import (
+from costspan.setup import settings as costspan_settings
+from costspan.setup.configure import (
     configure_sdk_from_env,
     each_instrumented_costspan_instrumentor,
     install_baggage_guard,
@@ -36,7 +36,7 @@ from costspan.configure import (
     record_dimensions,
     sdk_tracer_provider,
 )
-from costspan.metrics import record_tools_on
+from costspan.telemetry.metrics import record_tools_on
 
 logger = logging.getLogger("costspan")
 
@@ -75,7 +75,7 @@ def pre_instrument() -> None:
             )
             return
         processor = install_processor(provider, settings.rate_card)
-        from costspan.fault_metrics import observe_setup  # here: it imports the instrumentation
+        from costspan.setup.fault_metrics import observe_setup  # here: it imports the instrumentation
 
         observe_setup(metrics.get_meter_provider(), processor)
         if settings.console_tree:

@@ -1,6 +1,6 @@
 """`costspan.configure()`: one call that puts costspan on the global OpenTelemetry providers.
 
-The pieces are shared with the `opentelemetry-instrument` hooks (`costspan._auto`), and each is
+The pieces are shared with the `opentelemetry-instrument` hooks (`costspan.setup.auto`), and each is
 idempotent on its own: one CostSpanProcessor per TracerProvider (also when the application added
 one itself), one console tree per provider, and an instrumentor that is already instrumented is
 left alone. So `configure()` under `opentelemetry-instrument`, or called twice, adds nothing twice.
@@ -22,13 +22,17 @@ from opentelemetry.instrumentation.dependencies import get_dependency_conflicts
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter
 
-from costspan import settings as costspan_settings
-from costspan.baggage_trust import AttributionBaggageGuard, InboundBaggagePolicy, guard_inbound_baggage
+from costspan.attribution.baggage_trust import (
+    AttributionBaggageGuard,
+    InboundBaggagePolicy,
+    guard_inbound_baggage,
+)
 from costspan.budget.config import install_budgets
 from costspan.exporters import ConsoleCostTreeExporter
-from costspan.metrics import DEFAULT_COST_DIMENSIONS, record_tools_on
 from costspan.pricing import RateCard
-from costspan.processor import CostSpanProcessor
+from costspan.rollup.processor import CostSpanProcessor
+from costspan.setup import settings as costspan_settings
+from costspan.telemetry.metrics import DEFAULT_COST_DIMENSIONS, record_tools_on
 
 logger = logging.getLogger("costspan")
 
@@ -320,7 +324,7 @@ def configure(
         )
         install_baggage_guard(env.baggage_policy)
         record_tools_on(meter_provider, dimensions if dimensions is not None else DEFAULT_COST_DIMENSIONS)
-        from costspan.fault_metrics import observe_setup  # here: it imports the instrumentation
+        from costspan.setup.fault_metrics import observe_setup  # here: it imports the instrumentation
 
         observe_setup(meter_provider, processor)
         if env.budgets is not None:

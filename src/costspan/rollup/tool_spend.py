@@ -13,11 +13,13 @@ from typing import Any, TypeVar, cast
 from opentelemetry import baggage
 
 from costspan import attributes as attrs
-from costspan.attribution_values import clean_attribution
+from costspan.attribution.api import set_tool_spend
+from costspan.attribution.values import clean_attribution
 from costspan.budget.gate import CallBudget, plan
-from costspan.call_pricing import units_from_usd, usd
-from costspan.metrics import tool_cost_metric
 from costspan.pricing import shared_rate_card
+from costspan.rollup.call_pricing import units_from_usd, usd
+from costspan.telemetry.faults import INSTRUMENTATION_FAULTS
+from costspan.telemetry.metrics import tool_cost_metric
 
 E = TypeVar("E")
 
@@ -72,9 +74,7 @@ class _SpentTool:
 
 
 def _fault(where: str, exc: Exception) -> None:
-    from costspan.instrumentation._call import FAULTS
-
-    FAULTS.record(where, exc)
+    INSTRUMENTATION_FAULTS.record(where, exc)
 
 
 def spent_tool(entered: E, name: str, cost_usd: float | None) -> E:
@@ -85,3 +85,6 @@ def spent_tool(entered: E, name: str, cost_usd: float | None) -> E:
         _fault("budget plan (tool)", fault)
         budget = None
     return cast(E, _SpentTool(entered, budget, name, cost_usd))
+
+
+set_tool_spend(spent_tool)

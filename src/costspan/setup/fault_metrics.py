@@ -19,10 +19,10 @@ from typing import Any
 from opentelemetry import metrics, propagate
 from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 
-from costspan.baggage_trust import FAULTS as BAGGAGE_FAULTS
-from costspan.baggage_trust import AttributionBaggageGuard
-from costspan.faults import FaultCounter
+from costspan.attribution.baggage_trust import FAULTS as BAGGAGE_FAULTS
+from costspan.attribution.baggage_trust import AttributionBaggageGuard
 from costspan.instrumentation._call import FAULTS as INSTRUMENTATION_FAULTS
+from costspan.telemetry.faults import FaultCounter
 
 FAULTS_METRIC = "costspan.faults"
 INBOUND_BAGGAGE_METRIC = "costspan.baggage.inbound"

@@ -11,10 +11,10 @@ from decimal import Decimal
 from typing import Any
 
 from costspan import attributes as attrs
-from costspan.faults import LogOnce
 from costspan.pricing import UNITS_PER_USD, RateCard
 from costspan.pricing.money import usd_cost
-from costspan.usage import InvalidUsage, model_of, provider_of, usage_of
+from costspan.rollup.usage import InvalidUsage, model_of, provider_of, usage_of
+from costspan.telemetry.faults import LogOnce
 
 STATUS_INVALID_USAGE = "invalid_usage"
 

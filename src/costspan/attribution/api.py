@@ -12,11 +12,21 @@ from opentelemetry import context as otel_context
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TracerProvider
 
 from costspan import attributes as attrs
-from costspan._scope import decorate
-from costspan.attribution_values import AttributionValue, attribution_value, clean_attribution, clean_text
-from costspan.tool_spend import spent_tool
+from costspan.attribution.scopes import decorate
+from costspan.attribution.values import AttributionValue, attribution_value, clean_attribution, clean_text
 
 F = TypeVar("F", bound=Callable[..., Any])
+
+# What a tool scope becomes so that its price reaches the cost metric and the budgets on close.
+# Those stages sit below this API in the data flow, so `costspan.rollup.tool_spend` installs itself
+# here when it is imported (the package root imports it); until then a tool is only its span.
+ToolSpend = Callable[[Any, str, "float | None"], Any]
+_tool_spend: list[ToolSpend] = [lambda entered, _name, _cost_usd: entered]
+
+
+def set_tool_spend(hook: ToolSpend) -> None:
+    _tool_spend[0] = hook
+
 
 _TRACER_NAME = "costspan"
 
@@ -246,7 +256,7 @@ class tool(_SpanScope):
     The price is `cost_usd` when given, else the rate card's tool price for `name` (applied by the
     CostSpanProcessor). Inside the block, `span.set_attribute("gen_ai.usage.cost", usd)` sets a
     price known only after the call. On close the price is added to the `costspan.cost` metric and
-    charged to the budgets in effect, sampled or not (`costspan.tool_spend`).
+    charged to the budgets in effect, sampled or not (`costspan.rollup.tool_spend`).
     """
 
     def __init__(
@@ -276,7 +286,7 @@ class tool(_SpanScope):
         entered = _EnteredSpan(
             f"{attrs.OPERATION_EXECUTE_TOOL} {self._name}", {}, span_attributes, self._tracer_provider
         )
-        return spent_tool(entered, self._name, self._cost_usd)  # its price: the cost metric, budgets
+        return _tool_spend[0](entered, self._name, self._cost_usd)  # its price: the cost metric, budgets
 
 
 def current_attribution(ctx: otel_context.Context | None = None) -> dict[str, str]:

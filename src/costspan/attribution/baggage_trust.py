@@ -36,8 +36,8 @@ from opentelemetry import baggage, propagate
 from opentelemetry.context import Context, get_current
 from opentelemetry.propagators import textmap
 
-from costspan.attribution_values import clean_attribution, clean_text, is_attribution_key
-from costspan.faults import FaultCounter, LogOnce
+from costspan.attribution.values import clean_attribution, clean_text, is_attribution_key
+from costspan.telemetry.faults import FaultCounter, LogOnce
 
 TRUSTED_PEERS_ENV: Final = "COSTSPAN_TRUSTED_BAGGAGE_PEERS"
 SECRET_ENV: Final = "COSTSPAN_BAGGAGE_SECRET"

@@ -6,7 +6,7 @@ import logging
 import threading
 from collections import Counter
 
-from costspan.fork_safe import reopen_lock_after_fork
+from costspan.telemetry.fork_safe import reopen_lock_after_fork
 
 logger = logging.getLogger("costspan")
 
@@ -55,3 +55,7 @@ class LogOnce:
             return
         self._seen.add(key)
         logger.warning(message, *args)
+
+
+# Faults on the LLM call path (instrumentors, the call span, budget checks, tool spend).
+INSTRUMENTATION_FAULTS = FaultCounter()

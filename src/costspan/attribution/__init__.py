@@ -1,0 +1,8 @@
+"""Stage 2: who caused the spend. Attribution in W3C baggage and the spans that set it.
+
+One job: `attribute()`, `task()`, `agent()`, `step()`, `tool()` (`api`), the decorator/context
+manager plumbing they share (`scopes`), cleaning of attribution values (`values`) and which inbound
+`costspan.*` baggage is kept (`baggage_trust`). Imports: `attributes`, `otel_internals`,
+`telemetry`. The stages below it in the flow (rollup, budgets) hook in, never the other way round
+(`api.set_tool_spend`).
+"""

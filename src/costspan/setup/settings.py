@@ -18,6 +18,7 @@ from costspan.budget.accounts import Registry
 from costspan.budget.config import load_budgets
 from costspan.budget.errors import BudgetConfigError
 from costspan.pricing import RateCard, RateCardError
+from costspan.rollup.call_pricing import parse_cost_attributes
 
 logger = logging.getLogger("costspan")
 
@@ -27,6 +28,7 @@ CONSOLE = "COSTSPAN_CONSOLE"
 COST_DIMENSIONS = "COSTSPAN_COST_DIMENSIONS"
 BUDGETS = "COSTSPAN_BUDGETS"
 BUDGET_LEDGER = "COSTSPAN_BUDGET_LEDGER"
+COST_ATTRIBUTES = "COSTSPAN_COST_ATTRIBUTES"
 
 # Inbound costspan.* baggage: whose is kept (costspan.attribution.baggage_trust reads them).
 TRUSTED_BAGGAGE_PEERS = TRUSTED_PEERS_ENV
@@ -39,6 +41,7 @@ KNOWN_VARIABLES = (
     COST_DIMENSIONS,
     BUDGETS,
     BUDGET_LEDGER,
+    COST_ATTRIBUTES,
     TRUSTED_BAGGAGE_PEERS,
     BAGGAGE_SECRET,
 )
@@ -57,6 +60,7 @@ class Settings:
     prices_path: str | None = None
     console_tree: bool | None = None
     cost_dimensions: tuple[str, ...] | None = None
+    cost_attributes: tuple[str, ...] | None = None
     baggage_policy: InboundBaggagePolicy = field(default_factory=InboundBaggagePolicy)
     budgets: Registry | None = None
     problems: tuple[str, ...] = ()
@@ -114,6 +118,13 @@ def read_settings(environ: Mapping[str, str] | None = None) -> Settings:
                 f"{COST_DIMENSIONS}={env[COST_DIMENSIONS]!r}: {exc}; the default dimensions apply"
             )
 
+    cost_attributes = None
+    if COST_ATTRIBUTES in env:
+        try:
+            cost_attributes = parse_cost_attributes(env[COST_ATTRIBUTES])
+        except ValueError as exc:
+            problems.append(f"{COST_ATTRIBUTES}={env[COST_ATTRIBUTES]!r}: {exc}; none are written")
+
     rate_card = None
     prices_path = env.get(PRICES) or None
     if prices_path is not None and not disabled:
@@ -150,6 +161,7 @@ def read_settings(environ: Mapping[str, str] | None = None) -> Settings:
         prices_path=prices_path if rate_card is not None else None,
         console_tree=console_tree,
         cost_dimensions=cost_dimensions,
+        cost_attributes=cost_attributes,
         baggage_policy=baggage_policy,
         budgets=budgets,
         problems=tuple(problems),
@@ -175,6 +187,7 @@ __all__ = [
     "BUDGETS",
     "BUDGET_LEDGER",
     "CONSOLE",
+    "COST_ATTRIBUTES",
     "COST_DIMENSIONS",
     "DISABLED",
     "KNOWN_VARIABLES",

@@ -422,8 +422,14 @@ class _StreamUsage:
             self.bad = self.bad or found
         elif kind == "message_delta":
             self.stop_reason = _str(_get(_get(event, "delta"), "stop_reason")) or self.stop_reason
-            # Cumulative counts: `output_tokens` is final here; input counts, when present, too.
-            found = _add_counts(_get(event, "usage"), self.counts)
+            # Cumulative counts: `output_tokens` is final here (message_start's was a placeholder)
+            # and always sent; input counts, when present, are final too.
+            counts = self.counts
+            counts.pop("output_tokens", None)
+            usage = _get(event, "usage")
+            found = _add_counts(usage, counts)
+            if found is None and "output_tokens" not in counts:
+                found = ("output_tokens", _get(usage, "output_tokens"))
             self.bad = self.bad or found
             self.final = True
         return True

@@ -8,6 +8,7 @@ call, sampled or not. No method raises: a failure is counted in `FAULTS` and log
 from __future__ import annotations
 
 import time
+from contextvars import ContextVar
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -44,6 +45,11 @@ from costspan.telemetry.faults import INSTRUMENTATION_FAULTS, LogOnce
 from costspan.telemetry.metrics import DEFAULT_COST_DIMENSIONS, CallMetrics
 
 FAULTS = INSTRUMENTATION_FAULTS
+
+# True while a call that an instrumentor above the provider SDKs traces (LiteLLM) runs: the SDK
+# instrumentors then make no span for the request it sends through them, so the call has one span
+# and one price.
+INSIDE_TRACED_CALL: ContextVar[bool] = ContextVar("costspan_inside_traced_call", default=False)
 
 _SCHEMA_URL = "https://opentelemetry.io/schemas/1.37.0"
 

@@ -39,7 +39,7 @@ from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type:
 from opentelemetry.instrumentation.utils import unwrap
 from opentelemetry.trace import set_span_in_context
 
-from costspan.instrumentation._call import FAULTS, CallSpan, Instrumentation
+from costspan.instrumentation._call import FAULTS, INSIDE_TRACED_CALL, CallSpan, Instrumentation
 from costspan.instrumentation._client_facts import ClientFacts
 from costspan.instrumentation._stream import AsyncStreamProxy, SyncStreamProxy
 from costspan.instrumentation._values import get_field as _get
@@ -264,7 +264,7 @@ def _start(state: Instrumentation, client: Any, options: Any) -> CallSpan | None
     """The call's span, or None when this request is not a Messages call or the span could not be
     started (the SDK call then runs unobserved). The one place where a call starts."""
     try:
-        if not _is_messages_call(options):
+        if not _is_messages_call(options) or INSIDE_TRACED_CALL.get():
             return None
         body = getattr(options, "json_data", None)
         # anthropic 2.x has no typed sampling parameters: callers send them in `extra_body`.

@@ -35,7 +35,7 @@ import wrapt
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 from opentelemetry.instrumentation.utils import unwrap
 
-from costspan.instrumentation._call import FAULTS, CallSpan, Instrumentation
+from costspan.instrumentation._call import FAULTS, INSIDE_TRACED_CALL, CallSpan, Instrumentation
 from costspan.instrumentation._stream import AsyncStreamProxy, OnItem, SyncStreamProxy, Tail
 from costspan.instrumentation._values import get_field as _get
 from costspan.instrumentation._values import INVALID, checked_counts, usage_count
@@ -157,7 +157,10 @@ def _server_of_url(base_url: str) -> tuple[tuple[str, Any], ...]:
 
 
 def _start(state: Instrumentation, instance: Any, operation: str, kwargs: dict[str, Any]) -> CallSpan | None:
-    """The call's span, or None if it could not be started (the SDK call then runs unobserved)."""
+    """The call's span, or None if it could not be started (the SDK call then runs unobserved) or
+    is part of a call traced above the SDK (see `INSIDE_TRACED_CALL`)."""
+    if INSIDE_TRACED_CALL.get():
+        return None
     try:
         api_client = getattr(instance, "_api_client", None)
         options = getattr(api_client, "_http_options", None)

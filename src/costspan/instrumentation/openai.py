@@ -35,7 +35,7 @@ import wrapt
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 from opentelemetry.instrumentation.utils import unwrap
 
-from costspan.instrumentation._call import FAULTS, CallSpan, Instrumentation
+from costspan.instrumentation._call import FAULTS, INSIDE_TRACED_CALL, CallSpan, Instrumentation
 from costspan.instrumentation._client_facts import ClientFacts
 from costspan.instrumentation._stream import AsyncStreamProxy, OnItem, SyncStreamProxy, Tail
 from costspan.instrumentation._values import get_field as _get
@@ -815,7 +815,7 @@ def _handle_result(call: CallSpan, api: str, result: Any, hide_usage: bool) -> A
 
 def _sync_wrapper(state: Instrumentation, api: str, switch: _Switch) -> Callable[..., Any]:
     def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-        call = _start(state, instance, api, kwargs) if switch.on else None
+        call = _start(state, instance, api, kwargs) if switch.on and not INSIDE_TRACED_CALL.get() else None
         if call is None:
             return wrapped(*args, **kwargs)
         kwargs = call.admit(kwargs)  # budgets: may raise BudgetExceeded or swap the model
@@ -837,7 +837,7 @@ def _sync_wrapper(state: Instrumentation, api: str, switch: _Switch) -> Callable
 
 def _async_wrapper(state: Instrumentation, api: str, switch: _Switch) -> Callable[..., Any]:
     async def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-        call = _start(state, instance, api, kwargs) if switch.on else None
+        call = _start(state, instance, api, kwargs) if switch.on and not INSIDE_TRACED_CALL.get() else None
         if call is None:
             return await wrapped(*args, **kwargs)
         kwargs = call.admit(kwargs)  # budgets: may raise BudgetExceeded or swap the model

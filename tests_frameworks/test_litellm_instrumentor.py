@@ -251,10 +251,12 @@ def test_abandoned_stream_ends_its_span(observed: Observed, instrumented: Any, s
 def test_embedding_with_the_openai_instrumentor_on_too(
     observed: Observed, instrumented: Any, openai_too: None, server: FakeProviderServer
 ) -> None:
-    """LiteLLM sends OpenAI embeddings through the openai SDK: one span, LiteLLM's, priced once."""
+    """LiteLLM sends OpenAI embeddings with an `encoding_format` through the openai SDK's
+    `embeddings.with_raw_response.create`: one span, LiteLLM's, priced once."""
+    kwargs = {"model": "openai/text-embedding-3-small", "input": ["hi"], "encoding_format": "float"}
     with costspan.task("t", tracer_provider=observed.tracer_provider):
-        litellm.embedding(model="openai/text-embedding-3-small", input=["hi"], **api(server))
-        asyncio.run(litellm.aembedding(model="openai/text-embedding-3-small", input=["hi"], **api(server)))
+        litellm.embedding(**kwargs, **api(server))
+        asyncio.run(litellm.aembedding(**kwargs, **api(server)))
     spans = observed.llm_spans()
     assert len(spans) == len(server.requests) == 2
     for span in spans:

@@ -123,7 +123,10 @@ def openai_chat(server: FakeProviderServer, stream: bool, caller_usage: bool) ->
         return client.chat.completions.create(**kwargs).model_dump(warnings=False)
     if caller_usage:
         kwargs["stream_options"] = {"include_usage": True}
-    return [c.model_dump(exclude_unset=True, warnings=False) for c in client.chat.completions.create(**kwargs, stream=True)]
+    return [
+        c.model_dump(exclude_unset=True, warnings=False)
+        for c in client.chat.completions.create(**kwargs, stream=True)
+    ]
 
 
 @pytest.fixture
@@ -165,7 +168,9 @@ def test_openai_malformed_usage_is_invalid(observed: Any, shape: str, mode: str)
     assert_unpriced(observed)
 
 
-def test_openai_valid_usage_beside_the_malformed_cases_is_priced(observed: Any, openai_instrumented: None) -> None:
+def test_openai_valid_usage_beside_the_malformed_cases_is_priced(
+    observed: Any, openai_instrumented: None
+) -> None:
     """The same fake with whole counts (and a whole float): priced, so the cases above test the counts."""
     server = openai_server(openai_usage(1200.0, 300, 200))
     try:
@@ -273,7 +278,9 @@ def anthropic_server(usage: dict[str, Any], *, message_delta: bool = True) -> Fa
 
 
 def anthropic_call(server: FakeProviderServer, stream: bool) -> Any:
-    client = anthropic.Anthropic(base_url=server.base_url, api_key="test", max_retries=0, open_telemetry=False)
+    client = anthropic.Anthropic(
+        base_url=server.base_url, api_key="test", max_retries=0, open_telemetry=False
+    )
     kwargs: dict[str, Any] = {
         "model": "claude-haiku-4-5",
         "max_tokens": 500,
@@ -346,10 +353,16 @@ def gemini_server(usage: dict[str, Any]) -> FakeProviderServer:
     candidate = {"content": {"role": "model", "parts": [{"text": "Hi."}]}, "index": 0}
 
     def generate(request: Request) -> Reply:
-        return Reply(body={**reply, "candidates": [{**candidate, "finishReason": "STOP"}], "usageMetadata": usage})
+        return Reply(
+            body={**reply, "candidates": [{**candidate, "finishReason": "STOP"}], "usageMetadata": usage}
+        )
 
     def stream(request: Request) -> Reply:
-        first = {**reply, "candidates": [candidate], "usageMetadata": {"promptTokenCount": usage.get("promptTokenCount")}}
+        first = {
+            **reply,
+            "candidates": [candidate],
+            "usageMetadata": {"promptTokenCount": usage.get("promptTokenCount")},
+        }
         last = {**reply, "candidates": [{**candidate, "finishReason": "STOP"}], "usageMetadata": usage}
         return Reply.sse([json.dumps(first), json.dumps(last)])
 

@@ -16,9 +16,10 @@ from typing import Any
 import pytest
 
 # LiteLLM fetches its own price list from GitHub at import unless told to use the bundled copy.
-os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-litellm = pytest.importorskip("litellm")
+os.environ["LITELLM_LOCAL_MODEL_COST_MAP"] = "True"
+pytest.importorskip("litellm")
 
+import litellm
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
@@ -116,7 +117,10 @@ def server() -> Iterator[FakeProviderServer]:
         add_openai_routes(
             s,
             usage=OpenAIUsage(
-                prompt_tokens=INPUT, completion_tokens=OUTPUT, cached_tokens=CACHED, reasoning_tokens=REASONING
+                prompt_tokens=INPUT,
+                completion_tokens=OUTPUT,
+                cached_tokens=CACHED,
+                reasoning_tokens=REASONING,
             ),
         )
         yield s
@@ -159,7 +163,10 @@ def one_priced_call(observed: Observed, server: FakeProviderServer, requests: in
 
 
 def test_completion(observed: Observed, instrumented: Any, server: FakeProviderServer) -> None:
-    with costspan.task("t", tracer_provider=observed.tracer_provider), costspan.attribute(customer_id="cus_1"):
+    with (
+        costspan.task("t", tracer_provider=observed.tracer_provider),
+        costspan.attribute(customer_id="cus_1"),
+    ):
         response = litellm.completion(model="openai/gpt-4o", messages=MESSAGES, max_tokens=600, **api(server))
     assert response.usage.prompt_tokens == INPUT
     span = one_priced_call(observed, server)
@@ -191,7 +198,9 @@ def test_model_by_custom_llm_provider(observed: Observed, instrumented: Any, ser
     assert_gpt4o_span(one_priced_call(observed, server), server)
 
 
-def test_failed_call_is_one_failed_span_and_the_same_error(observed: Observed, instrumented: Any, server) -> None:
+def test_failed_call_is_one_failed_span_and_the_same_error(
+    observed: Observed, instrumented: Any, server
+) -> None:
     server.script(openai_error(400, "bad request"))
     with pytest.raises(litellm.BadRequestError):
         litellm.completion(model="openai/gpt-4o", messages=MESSAGES, num_retries=0, **api(server))
@@ -220,7 +229,7 @@ def test_stream_caller_sees_the_uninstrumented_chunks(observed: Observed, server
     finally:
         inst.uninstrument()
     assert got == expected
-    assert bool(expected[-1]["usage"] if "usage" in expected[-1] else None) is caller_usage
+    assert bool(expected[-1].get("usage")) is caller_usage
     assert server.requests[-1].json()["stream_options"] == {"include_usage": True}
     (span,) = observed.llm_spans()
     assert_gpt4o_span(span, server)
@@ -228,7 +237,9 @@ def test_stream_caller_sees_the_uninstrumented_chunks(observed: Observed, server
 
 def test_async_stream(observed: Observed, instrumented: Any, server: FakeProviderServer) -> None:
     async def run() -> str:
-        stream = await litellm.acompletion(model="openai/gpt-4o", messages=MESSAGES, stream=True, **api(server))
+        stream = await litellm.acompletion(
+            model="openai/gpt-4o", messages=MESSAGES, stream=True, **api(server)
+        )
         return "".join([c.choices[0].delta.content or "" async for c in stream if c.choices])
 
     assert asyncio.run(run()) == "Hello from the fake OpenAI."
@@ -374,7 +385,9 @@ def test_budget_downgrade_keeps_the_provider_prefix(observed: Observed, server: 
 
 
 def test_uninstrument_restores_litellm(observed: Observed, server: FakeProviderServer) -> None:
-    originals = {name: getattr(litellm, name) for name in ("completion", "acompletion", "embedding", "aembedding")}
+    originals = {
+        name: getattr(litellm, name) for name in ("completion", "acompletion", "embedding", "aembedding")
+    }
     inst = LiteLLMInstrumentor()
     inst.instrument(tracer_provider=observed.tracer_provider)
     assert all(getattr(litellm, name) is not fn for name, fn in originals.items())
@@ -389,3 +402,25 @@ def test_entry_point() -> None:
 
     (found,) = [e for e in entry_points(group="opentelemetry_instrumentor") if e.name == "costspan_litellm"]
     assert found.load() is LiteLLMInstrumentor
+
+
+def test_instrumented_before_litellm_is_imported() -> None:
+    """instrument() does not import LiteLLM (seconds, and a price-list download): its functions are
+    wrapped when the application imports it, and not at all if it was uninstrumented before."""
+    import subprocess
+    import sys
+
+    script = """
+import sys
+from costspan.instrumentation.litellm import LiteLLMInstrumentor
+first = LiteLLMInstrumentor()
+first.instrument()
+assert "litellm" not in sys.modules
+import litellm
+print(type(litellm.completion).__name__, type(litellm.aembedding).__name__)
+first.uninstrument()
+print(type(litellm.completion).__name__)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split() == ["FunctionWrapper", "FunctionWrapper", "function"]

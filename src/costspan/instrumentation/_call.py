@@ -8,8 +8,8 @@ call, sampled or not. No method raises: a failure is counted in `FAULTS` and log
 from __future__ import annotations
 
 import time
-from contextvars import ContextVar
 from collections.abc import Iterable, Mapping
+from contextvars import ContextVar
 from typing import Any
 
 from opentelemetry import trace
@@ -35,8 +35,8 @@ from costspan.rollup.call_pricing import (
     LLM_CALLS,
     OUTPUT,
     REASONING,
-    TALLY_SIZE,
     STATUS_INVALID_USAGE,
+    TALLY_SIZE,
     CallPricer,
 )
 from costspan.rollup.processor import CALL_TALLY_ATTR

@@ -40,7 +40,7 @@ def token_count(value: Any) -> int | None:
     return None
 
 
-def usage_count(value: Any) -> int | None | Invalid:
+def usage_count(value: Any) -> int | Invalid | None:
     """A usage field as the instrumentors read it: None when it is absent (None), the count when it
     is a whole number from 0 to MAX_TOKENS (an int, or a whole float), else INVALID: a field that is
     there but is not a count invalidates the call's usage instead of being dropped."""

@@ -42,9 +42,9 @@ from opentelemetry.trace import set_span_in_context
 from costspan.instrumentation._call import FAULTS, INSIDE_TRACED_CALL, CallSpan, Instrumentation
 from costspan.instrumentation._client_facts import ClientFacts
 from costspan.instrumentation._stream import AsyncStreamProxy, SyncStreamProxy
+from costspan.instrumentation._values import INVALID, usage_count
 from costspan.instrumentation._values import get_field as _get
 from costspan.instrumentation._values import non_empty_str as _str
-from costspan.instrumentation._values import INVALID, usage_count
 
 logger = logging.getLogger(__name__)
 

@@ -37,8 +37,8 @@ from opentelemetry.instrumentation.utils import unwrap
 
 from costspan.instrumentation._call import FAULTS, INSIDE_TRACED_CALL, CallSpan, Instrumentation
 from costspan.instrumentation._stream import AsyncStreamProxy, OnItem, SyncStreamProxy, Tail
-from costspan.instrumentation._values import get_field as _get
 from costspan.instrumentation._values import INVALID, checked_counts, usage_count
+from costspan.instrumentation._values import get_field as _get
 from costspan.otel_internals.context import attach_span, detach
 
 logger = logging.getLogger(__name__)

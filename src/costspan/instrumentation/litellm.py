@@ -32,8 +32,8 @@ example): `INSIDE_TRACED_CALL`.
 from __future__ import annotations
 
 import functools
-import importlib
 import logging
+import sys
 from collections.abc import Callable, Collection
 from typing import Any
 from urllib.parse import urlsplit
@@ -95,19 +95,43 @@ class LiteLLMInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     """`LiteLLMInstrumentor().instrument(tracer_provider=..., meter_provider=..., rate_card=...)`."""
 
     _patched: list[tuple[Any, str]] = []  # noqa: RUF012
+    _pending: list[bool] | None = None  # the post-import hook's switch, until litellm is imported
 
     def instrumentation_dependencies(self) -> Collection[str]:
         return ("litellm >= 1.80, < 2",)
 
     def _instrument(self, **kwargs: Any) -> None:
-        try:
-            module = importlib.import_module("litellm")
-        except ImportError:
-            logger.debug("litellm is not importable; nothing to instrument")
-            return
         state = Instrumentation.from_instrument_kwargs(SCOPE_NAME, kwargs)
-        patched: list[tuple[Any, str]] = []
-        type(self)._patched = patched
+        cls = type(self)
+        cls._patched = []
+        module = sys.modules.get("litellm")
+        if module is not None:
+            _patch(module, state, cls._patched)
+            return
+        # Not imported yet: patched when the application imports it. Importing LiteLLM here would
+        # cost every process that has it installed its import (seconds, and a price-list download).
+        pending = [True]
+        cls._pending = pending
+
+        def on_import(imported: Any) -> None:
+            if pending[0]:
+                pending[0] = False
+                _patch(imported, state, cls._patched)
+
+        wrapt.register_post_import_hook(on_import, "litellm")
+
+    def _uninstrument(self, **kwargs: Any) -> None:
+        if type(self)._pending is not None:
+            type(self)._pending[0] = False
+            type(self)._pending = None
+        patched = type(self)._patched
+        while patched:
+            owner, name = patched.pop()
+            unwrap(owner, name)
+
+
+def _patch(module: Any, state: Instrumentation, patched: list[tuple[Any, str]]) -> None:
+    try:
         for name, operation, is_async in _FUNCTIONS:
             if not callable(getattr(module, name, None)):
                 logger.debug("litellm has no %s; not instrumented", name)
@@ -115,12 +139,8 @@ class LiteLLMInstrumentor(BaseInstrumentor):  # type: ignore[misc]
             factory = _async_wrapper if is_async else _sync_wrapper
             wrapt.wrap_function_wrapper(module, name, factory(state, operation))
             patched.append((module, name))
-
-    def _uninstrument(self, **kwargs: Any) -> None:
-        patched = type(self)._patched
-        while patched:
-            owner, name = patched.pop()
-            unwrap(owner, name)
+    except Exception as exc:
+        FAULTS.record("litellm instrument", exc)
 
 
 # --- request side -----------------------------------------------------------------------------
@@ -187,7 +207,12 @@ def _admit(call: CallSpan, kwargs: dict[str, Any]) -> dict[str, Any]:
     model = kwargs.get("model")
     admitted = call.admit(kwargs)
     new_model = admitted.get("model")
-    if admitted is not kwargs and new_model != model and isinstance(model, str) and isinstance(new_model, str):
+    if (
+        admitted is not kwargs
+        and new_model != model
+        and isinstance(model, str)
+        and isinstance(new_model, str)
+    ):
         bare = call.attributes.get("costspan.budget.downgraded_from")
         if isinstance(bare, str) and model.endswith("/" + bare) and "/" not in new_model:
             admitted["model"] = model[: -len(bare)] + new_model
@@ -271,7 +296,9 @@ def _record(call: CallSpan, operation: str, response: Any) -> None:
         call.set_response(
             response_model=_str(_get(response, "model")),
             response_id=_str(_get(response, "id")) if operation == OPERATION_CHAT else None,
-            finish_reasons=_finish_reasons(_get(response, "choices")) if operation == OPERATION_CHAT else None,
+            finish_reasons=_finish_reasons(_get(response, "choices"))
+            if operation == OPERATION_CHAT
+            else None,
         )
         usage = _get(response, "usage")
         if usage is not None:

@@ -38,9 +38,9 @@ from opentelemetry.instrumentation.utils import unwrap
 from costspan.instrumentation._call import FAULTS, INSIDE_TRACED_CALL, CallSpan, Instrumentation
 from costspan.instrumentation._client_facts import ClientFacts
 from costspan.instrumentation._stream import AsyncStreamProxy, OnItem, SyncStreamProxy, Tail
+from costspan.instrumentation._values import INVALID, checked_counts, usage_count
 from costspan.instrumentation._values import get_field as _get
 from costspan.instrumentation._values import non_empty_str as _str
-from costspan.instrumentation._values import INVALID, checked_counts, usage_count
 from costspan.otel_internals.context import attach_span, detach
 
 logger = logging.getLogger(__name__)
@@ -299,7 +299,10 @@ def _set_chat_usage(call: CallSpan, usage: Any) -> None:
         (
             ("prompt_tokens", _get(usage, "prompt_tokens")),
             ("completion_tokens", _get(usage, "completion_tokens")),
-            ("prompt_tokens_details.cached_tokens", _get(_get(usage, "prompt_tokens_details"), "cached_tokens")),
+            (
+                "prompt_tokens_details.cached_tokens",
+                _get(_get(usage, "prompt_tokens_details"), "cached_tokens"),
+            ),
             (
                 "completion_tokens_details.reasoning_tokens",
                 _get(_get(usage, "completion_tokens_details"), "reasoning_tokens"),
@@ -314,7 +317,10 @@ def _set_responses_usage(call: CallSpan, usage: Any) -> None:
         (
             ("input_tokens", _get(usage, "input_tokens")),
             ("output_tokens", _get(usage, "output_tokens")),
-            ("input_tokens_details.cached_tokens", _get(_get(usage, "input_tokens_details"), "cached_tokens")),
+            (
+                "input_tokens_details.cached_tokens",
+                _get(_get(usage, "input_tokens_details"), "cached_tokens"),
+            ),
             (
                 "output_tokens_details.reasoning_tokens",
                 _get(_get(usage, "output_tokens_details"), "reasoning_tokens"),

@@ -8,6 +8,7 @@ attribution and budgets as for the SDK instrumentors; the caller sees what it se
 from __future__ import annotations
 
 import asyncio
+import gc
 import os
 from collections.abc import Iterator
 from decimal import Decimal
@@ -249,7 +250,8 @@ def test_async_stream(observed: Observed, instrumented: Any, server: FakeProvide
 def test_abandoned_stream_ends_its_span(observed: Observed, instrumented: Any, server) -> None:
     stream = litellm.completion(model="openai/gpt-4o", messages=MESSAGES, stream=True, **api(server))
     next(iter(stream))
-    stream.close()
+    del stream
+    gc.collect()
     (span,) = observed.llm_spans()
     assert span.end_time is not None
     assert A.GEN_AI_USAGE_COST not in span.attributes  # the usage never came: not priced at $0 silently

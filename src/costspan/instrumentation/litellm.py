@@ -334,7 +334,7 @@ class _StreamState:
         if usage is not None:
             self.usage = usage
             # The usage-only chunk costspan asked for is not the caller's.
-            return bool(choices) or not self.hide_usage
+            return not self.hide_usage or _has_output(choices)
         return True
 
     def on_done(self) -> None:
@@ -347,6 +347,22 @@ class _StreamState:
         )
         if self.usage is not None:
             _set_usage(call, self.usage, OPERATION_CHAT)
+
+
+# Delta fields that make a chunk part of the answer.
+_OUTPUT_FIELDS = ("content", "tool_calls", "function_call", "reasoning_content", "audio", "refusal")
+
+
+def _has_output(choices: Any) -> bool:
+    """Whether a chunk's choices carry any of the answer. LiteLLM's usage chunk has none: no
+    choices (1.110), or one whose delta is empty and that has no finish reason (1.80)."""
+    for choice in choices or ():
+        if _get(choice, "finish_reason"):
+            return True
+        delta = _get(choice, "delta")
+        if any(_get(delta, field) for field in _OUTPUT_FIELDS):
+            return True
+    return False
 
 
 def _handle_result(call: CallSpan, operation: str, result: Any, hide_usage: bool, is_async: bool) -> Any:

@@ -210,10 +210,10 @@ def test_raising_rate_card_keeps_usage_on_the_span(
 @pytest.mark.parametrize(
     ("prompt_tokens", "status"),
     [
-        (None, "no_usage"),
-        ("120", "no_usage"),  # the instrumentor reads only numbers
+        (None, "no_usage"),  # and no output count either: no usage at all
+        ("120", "priced"),  # the SDK's model turns it into 120, as the application reads it
         (-5, "invalid_usage"),
-        (1.5, "no_usage"),
+        (1.5, "invalid_usage"),
         (120.0, "priced"),
         (10**30, "invalid_usage"),
         (2**63, "invalid_usage"),
@@ -223,7 +223,8 @@ def test_malformed_usage_from_the_provider(
     observed: Observed, prompt_tokens: Any, status: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     with FakeProviderServer() as server:
-        usage = WeirdUsage(prompt_tokens=prompt_tokens, completion_tokens=None)  # type: ignore[arg-type]
+        completion = None if prompt_tokens is None else 40
+        usage = WeirdUsage(prompt_tokens=prompt_tokens, completion_tokens=completion)  # type: ignore[arg-type]
         add_openai_routes(server, usage=usage)
         expected = chat(server).model_dump(warnings=False)
         inst = instrumented(observed)

@@ -29,6 +29,7 @@ from anthropic import _base_client as base_client
 from anthropic.types.beta import BetaMessage
 
 import costspan
+from costspan import attributes as A
 from costspan.instrumentation.anthropic import AnthropicInstrumentor
 from costspan.testing import FakeProviderServer, Reply
 from costspan.testing.anthropic import (
@@ -360,7 +361,11 @@ def test_stream_helper_left_early_ends_span(observed, instrumented, server, clie
     span = only_span(observed)
     assert span.end_time is not None
     assert span.attributes["gen_ai.response.model"] == SNAPSHOT
+    # Left before message_delta: the output count is message_start's placeholder, not the final one.
+    assert span.attributes[A.COST_STATUS] == A.STATUS_INCOMPLETE_USAGE
     assert span.attributes["gen_ai.usage.input_tokens"] == INPUT  # from message_start
+    assert "gen_ai.usage.output_tokens" not in span.attributes
+    assert A.GEN_AI_USAGE_COST not in span.attributes
 
 
 def test_abandoned_stream_ends_span(observed, instrumented, server, client) -> None:

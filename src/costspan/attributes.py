@@ -69,3 +69,7 @@ ERROR_TYPE: Final = "error.type"
 
 OPERATION_INVOKE_AGENT: Final = "invoke_agent"
 OPERATION_EXECUTE_TOOL: Final = "execute_tool"
+
+# Provider instrumentors (issue 23): a call whose response ended before its final usage (an Anthropic
+# stream without `message_delta`): never priced from the partial counts, counted as unpriced.
+STATUS_INCOMPLETE_USAGE: Final = "incomplete_usage"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterable, Mapping
+from contextvars import ContextVar
 from typing import Any
 
 from opentelemetry import trace
@@ -34,15 +35,21 @@ from costspan.rollup.call_pricing import (
     LLM_CALLS,
     OUTPUT,
     REASONING,
+    STATUS_INVALID_USAGE,
     TALLY_SIZE,
     CallPricer,
 )
 from costspan.rollup.processor import CALL_TALLY_ATTR
 from costspan.rollup.usage import MAX_TOKENS, model_of
-from costspan.telemetry.faults import INSTRUMENTATION_FAULTS
+from costspan.telemetry.faults import INSTRUMENTATION_FAULTS, LogOnce
 from costspan.telemetry.metrics import DEFAULT_COST_DIMENSIONS, CallMetrics
 
 FAULTS = INSTRUMENTATION_FAULTS
+
+# True while a call that an instrumentor above the provider SDKs traces (LiteLLM) runs: the SDK
+# instrumentors then make no span for the request it sends through them, so the call has one span
+# and one price.
+INSIDE_TRACED_CALL: ContextVar[bool] = ContextVar("costspan_inside_traced_call", default=False)
 
 _SCHEMA_URL = "https://opentelemetry.io/schemas/1.37.0"
 
@@ -207,16 +214,16 @@ class CallSpan:
     ) -> None:
         """Usage in GenAI semconv terms: input includes cached tokens, output includes reasoning."""
         usage = (input_tokens, output_tokens, cache_read_tokens, cache_write_tokens, reasoning_tokens)
-        # Priced as it is only if input or output is there and every count is None or an int from
-        # 0 to MAX_TOKENS; else the end checks the values and prices from the attributes.
-        valid = input_tokens is not None or output_tokens is not None
+        if input_tokens is None and output_tokens is None:
+            return
+        # Priced as it is when every count is None or an int from 0 to MAX_TOKENS; anything else
+        # leaves the call unpriced (`set_invalid_usage`), its counts neither written nor summed.
         for count in usage:
             if count is not None and (type(count) is not int or not 0 <= count <= MAX_TOKENS):
-                valid = False
-                break
-        self._usage = usage if valid else None
-        if not valid:
-            self._late_unchecked = True
+                position = next(i for i, value in enumerate(usage) if value is count)
+                self.set_invalid_usage(_USAGE_KEYS[position], count)
+                return
+        self._usage = usage
         attributes = self._late
         if input_tokens is not None:
             attributes[attrs.GEN_AI_USAGE_INPUT_TOKENS] = input_tokens
@@ -228,6 +235,61 @@ class CallSpan:
             attributes[attrs.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS] = cache_write_tokens
         if reasoning_tokens:
             attributes[attrs.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS] = reasoning_tokens
+
+    def set_invalid_usage(self, field: str, value: Any) -> None:
+        """The response's usage has a field that is there but is not a token count (fractional, a
+        string, negative, null beside a count...): the call is `invalid_usage`, never priced, its
+        counts neither written nor summed. Logged once per provider and field."""
+        self._unpriced(
+            STATUS_INVALID_USAGE,
+            field,
+            "costspan: a %s call's usage has %s=%.40r, not a token count; left unpriced "
+            "(costspan.cost.status=invalid_usage)",
+            self._provider(),
+            field,
+            value,
+        )
+
+    def set_incomplete_usage(
+        self,
+        reason: str,
+        *,
+        input_tokens: int | None = None,
+        cache_read_tokens: int | None = None,
+        cache_write_tokens: int | None = None,
+    ) -> None:
+        """The response ended before its final usage (e.g. a stream without its last usage event):
+        the call is `incomplete_usage`, never priced from the partial counts. The input counts it
+        did report are recorded (and summed as tokens: they were used); the output count is not
+        known and is not written. Logged once per provider and reason."""
+        self._unpriced(
+            attrs.STATUS_INCOMPLETE_USAGE,
+            reason,
+            "costspan: a %s call ended before its final usage (%s); left unpriced "
+            "(costspan.cost.status=incomplete_usage)",
+            self._provider(),
+            reason,
+        )
+        if type(input_tokens) is not int or not 0 <= input_tokens <= MAX_TOKENS:
+            return
+        late = self._late
+        late[attrs.GEN_AI_USAGE_INPUT_TOKENS] = input_tokens
+        # Parts of the input: written when there are some (as `set_usage` does).
+        if type(cache_read_tokens) is int and 0 < cache_read_tokens <= input_tokens:
+            late[attrs.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS] = cache_read_tokens
+        if type(cache_write_tokens) is int and 0 < cache_write_tokens <= input_tokens:
+            late[attrs.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS] = cache_write_tokens
+
+    def _provider(self) -> Any:
+        return self.attributes.get(attrs.GEN_AI_PROVIDER_NAME)
+
+    def _unpriced(self, status: str, what: str, message: str, *args: Any) -> None:
+        self._usage = None
+        late = self._late
+        for key in _USAGE_KEYS:
+            late.pop(key, None)
+        late[attrs.COST_STATUS] = status
+        _UNUSABLE_USAGE.warn(f"{status}:{self._provider()}:{what}", message, *args)
 
     def end(self, error: BaseException | None = None, *, error_type: str | None = None) -> None:
         """Price, record metrics and end the span. Only the first call has an effect."""
@@ -335,6 +397,15 @@ class _Current:
 
 
 _MISSING = object()
+# The usage attributes, in `set_usage`'s order.
+_USAGE_KEYS = (
+    attrs.GEN_AI_USAGE_INPUT_TOKENS,
+    attrs.GEN_AI_USAGE_OUTPUT_TOKENS,
+    attrs.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS,
+    attrs.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS,
+    attrs.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS,
+)
+_UNUSABLE_USAGE = LogOnce()
 _NO_ATTRIBUTION: dict[str, str] = {}
 _PLAIN_TYPES = frozenset((str, int, float, bool))
 # Span classes known to be the SDK's (an isinstance against its ABC base costs ~1k instructions).

@@ -39,12 +39,12 @@ from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type:
 from opentelemetry.instrumentation.utils import unwrap
 from opentelemetry.trace import set_span_in_context
 
-from costspan.instrumentation._call import FAULTS, CallSpan, Instrumentation
+from costspan.instrumentation._call import FAULTS, INSIDE_TRACED_CALL, CallSpan, Instrumentation
 from costspan.instrumentation._client_facts import ClientFacts
 from costspan.instrumentation._stream import AsyncStreamProxy, SyncStreamProxy
+from costspan.instrumentation._values import INVALID, usage_count
 from costspan.instrumentation._values import get_field as _get
 from costspan.instrumentation._values import non_empty_str as _str
-from costspan.instrumentation._values import token_count as _int
 
 logger = logging.getLogger(__name__)
 
@@ -264,7 +264,7 @@ def _start(state: Instrumentation, client: Any, options: Any) -> CallSpan | None
     """The call's span, or None when this request is not a Messages call or the span could not be
     started (the SDK call then runs unobserved). The one place where a call starts."""
     try:
-        if not _is_messages_call(options):
+        if not _is_messages_call(options) or INSIDE_TRACED_CALL.get():
             return None
         body = getattr(options, "json_data", None)
         # anthropic 2.x has no typed sampling parameters: callers send them in `extra_body`.
@@ -317,37 +317,49 @@ def _error_type(exc: BaseException) -> str:
 _USAGE_FIELDS = ("input_tokens", "output_tokens", "cache_read_input_tokens", "cache_creation_input_tokens")
 
 
-def _count(value: Any) -> int | None:
-    return value if type(value) is int else _int(value)
-
-
-def _usage_counts(usage: Any) -> dict[str, int]:
-    counts: dict[str, int] = {}
+def _add_counts(usage: Any, counts: dict[str, int]) -> tuple[str, Any] | None:
+    """Put `usage`'s counts into `counts` (a null field is left out: a stream's `message_delta`
+    sends null for counts it does not repeat). The first field that is there but is not a count,
+    else None."""
     if usage is None:
-        return counts
+        return None
     is_dict = isinstance(usage, dict)
+    bad = None
     for field in _USAGE_FIELDS:
-        value = _count(usage.get(field) if is_dict else getattr(usage, field, None))
-        if value is not None:
-            counts[field] = value
+        value = usage.get(field) if is_dict else getattr(usage, field, None)
+        if type(value) is not int:  # an int: the usual count, stored as it is
+            if value is None:
+                continue
+            checked = usage_count(value)
+            if checked is INVALID:
+                bad = bad or (field, value)
+                continue
+            value = checked
+        counts[field] = value
     details = usage.get("output_tokens_details") if is_dict else getattr(usage, "output_tokens_details", None)
     if details is not None:
-        thinking = _int(_get(details, "thinking_tokens"))
-        if thinking is not None:
+        value = _get(details, "thinking_tokens")
+        thinking = usage_count(value)
+        if thinking is INVALID:
+            bad = bad or ("output_tokens_details.thinking_tokens", value)
+        elif thinking is not None:
             counts["thinking_tokens"] = thinking
-    return counts
+    return bad
 
 
 def _set_usage(call: CallSpan, counts: dict[str, int]) -> None:
-    """Anthropic's counts in semconv terms: input includes cache reads and cache writes."""
+    """Anthropic's counts in semconv terms: input includes cache reads and cache writes. Input and
+    output always come together: one without the other makes the call `invalid_usage`."""
     uncached = counts.get("input_tokens")
     output = counts.get("output_tokens")
-    if uncached is None and output is None:
+    if uncached is None or output is None:
+        if uncached is not None or output is not None:
+            call.set_invalid_usage("input_tokens" if uncached is None else "output_tokens", None)
         return
     cache_read = counts.get("cache_read_input_tokens", 0)
     cache_write = counts.get("cache_creation_input_tokens", 0)
     call.set_usage(
-        input_tokens=(uncached or 0) + cache_read + cache_write,
+        input_tokens=uncached + cache_read + cache_write,
         output_tokens=output,
         cache_read_tokens=cache_read,
         cache_write_tokens=cache_write,
@@ -376,7 +388,12 @@ def _record_message(call: CallSpan, message: Any) -> None:
             finish_reasons=[stop_reason] if stop_reason else None,
         )
         if usage is not None:
-            _set_usage(call, _usage_counts(usage))
+            counts: dict[str, int] = {}
+            bad = _add_counts(usage, counts)
+            if bad is not None:
+                call.set_invalid_usage(*bad)
+            else:
+                _set_usage(call, counts)
     except Exception as exc:
         FAULTS.record("anthropic response", exc)
 
@@ -384,11 +401,13 @@ def _record_message(call: CallSpan, message: Any) -> None:
 class _StreamUsage:
     """What a Messages event stream has shown so far."""
 
-    __slots__ = ("call", "counts", "response_id", "response_model", "stop_reason")
+    __slots__ = ("bad", "call", "counts", "final", "response_id", "response_model", "stop_reason")
 
     def __init__(self, call: CallSpan) -> None:
         self.call = call
         self.counts: dict[str, int] = {}
+        self.bad: tuple[str, Any] | None = None  # the first usage field that was not a count
+        self.final = False  # a `message_delta` came: its output count is the final one
         self.response_model: str | None = None
         self.response_id: str | None = None
         self.stop_reason: str | None = None
@@ -399,20 +418,46 @@ class _StreamUsage:
             message = _get(event, "message")
             self.response_model = _str(_get(message, "model")) or self.response_model
             self.response_id = _str(_get(message, "id")) or self.response_id
-            self.counts.update(_usage_counts(_get(message, "usage")))
+            found = _add_counts(_get(message, "usage"), self.counts)
+            self.bad = self.bad or found
         elif kind == "message_delta":
             self.stop_reason = _str(_get(_get(event, "delta"), "stop_reason")) or self.stop_reason
-            # Cumulative counts: `output_tokens` is final here; input counts, when present, too.
-            self.counts.update(_usage_counts(_get(event, "usage")))
+            # Cumulative counts: `output_tokens` is final here (message_start's was a placeholder)
+            # and always sent; input counts, when present, are final too.
+            counts = self.counts
+            counts.pop("output_tokens", None)
+            usage = _get(event, "usage")
+            found = _add_counts(usage, counts)
+            if found is None and "output_tokens" not in counts:
+                found = ("output_tokens", _get(usage, "output_tokens"))
+            self.bad = self.bad or found
+            self.final = True
         return True
 
     def on_done(self) -> None:
-        self.call.set_response(
+        call = self.call
+        call.set_response(
             response_model=self.response_model,
             response_id=self.response_id,
             finish_reasons=[self.stop_reason] if self.stop_reason else None,
         )
-        _set_usage(self.call, self.counts)
+        if self.bad is not None:
+            call.set_invalid_usage(*self.bad)
+        elif self.final:
+            _set_usage(call, self.counts)
+        elif self.counts:
+            # `message_start`'s output count is a placeholder (1): the stream ended (cut, closed,
+            # failed) before the final one, and the tokens generated until then are unknown.
+            counts = self.counts
+            uncached = counts.get("input_tokens")
+            cache_read = counts.get("cache_read_input_tokens", 0)
+            cache_write = counts.get("cache_creation_input_tokens", 0)
+            call.set_incomplete_usage(
+                "stream ended without message_delta",
+                input_tokens=uncached + cache_read + cache_write if uncached is not None else None,
+                cache_read_tokens=cache_read,
+                cache_write_tokens=cache_write,
+            )
 
 
 def _wrap_stream(call: CallSpan, stream: Any) -> Any:

@@ -35,10 +35,10 @@ import wrapt
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 from opentelemetry.instrumentation.utils import unwrap
 
-from costspan.instrumentation._call import FAULTS, CallSpan, Instrumentation
+from costspan.instrumentation._call import FAULTS, INSIDE_TRACED_CALL, CallSpan, Instrumentation
 from costspan.instrumentation._stream import AsyncStreamProxy, OnItem, SyncStreamProxy, Tail
+from costspan.instrumentation._values import INVALID, checked_counts, usage_count
 from costspan.instrumentation._values import get_field as _get
-from costspan.instrumentation._values import token_count as _int
 from costspan.otel_internals.context import attach_span, detach
 
 logger = logging.getLogger(__name__)
@@ -157,7 +157,10 @@ def _server_of_url(base_url: str) -> tuple[tuple[str, Any], ...]:
 
 
 def _start(state: Instrumentation, instance: Any, operation: str, kwargs: dict[str, Any]) -> CallSpan | None:
-    """The call's span, or None if it could not be started (the SDK call then runs unobserved)."""
+    """The call's span, or None if it could not be started (the SDK call then runs unobserved) or
+    is part of a call traced above the SDK (see `INSIDE_TRACED_CALL`)."""
+    if INSIDE_TRACED_CALL.get():
+        return None
     try:
         api_client = getattr(instance, "_api_client", None)
         options = getattr(api_client, "_http_options", None)
@@ -225,38 +228,47 @@ def _finish_reason(value: Any) -> str | None:
 _REASON_TEXT: dict[Any, str] = {}
 
 
-def _count(value: Any) -> int | None:
-    if value is None or type(value) is int:
-        return value
-    return _int(value)
-
-
 def _set_generate_usage(call: CallSpan, usage: Any) -> None:
     if isinstance(usage, dict):
-        prompt = _count(usage.get("prompt_token_count"))
-        candidates = _count(usage.get("candidates_token_count"))
-        thoughts = _count(usage.get("thoughts_token_count"))
-        cached = _count(usage.get("cached_content_token_count"))
-        tool_use = _count(usage.get("tool_use_prompt_token_count"))
+        prompt = usage.get("prompt_token_count")
+        candidates = usage.get("candidates_token_count")
+        thoughts = usage.get("thoughts_token_count")
+        cached = usage.get("cached_content_token_count")
+        tool_use = usage.get("tool_use_prompt_token_count")
     else:  # the SDK's typed usage: counts are int or None, checked inline (five helper calls less)
         prompt = getattr(usage, "prompt_token_count", None)
         candidates = getattr(usage, "candidates_token_count", None)
         thoughts = getattr(usage, "thoughts_token_count", None)
         cached = getattr(usage, "cached_content_token_count", None)
         tool_use = getattr(usage, "tool_use_prompt_token_count", None)
-        if not (
-            (prompt is None or type(prompt) is int)
-            and (candidates is None or type(candidates) is int)
-            and (thoughts is None or type(thoughts) is int)
-            and (cached is None or type(cached) is int)
-            and (tool_use is None or type(tool_use) is int)
-        ):
-            prompt, candidates, thoughts = _count(prompt), _count(candidates), _count(thoughts)
-            cached, tool_use = _count(cached), _count(tool_use)
-    if prompt is None and candidates is None and thoughts is None and tool_use is None:
+    if not (
+        (prompt is None or type(prompt) is int)
+        and (candidates is None or type(candidates) is int)
+        and (thoughts is None or type(thoughts) is int)
+        and (cached is None or type(cached) is int)
+        and (tool_use is None or type(tool_use) is int)
+    ):
+        counts, bad = checked_counts(
+            (
+                ("prompt_token_count", prompt),
+                ("candidates_token_count", candidates),
+                ("thoughts_token_count", thoughts),
+                ("cached_content_token_count", cached),
+                ("tool_use_prompt_token_count", tool_use),
+            ),
+            required=1,
+        )
+        if bad is not None:
+            call.set_invalid_usage(*bad)
+            return
+        prompt, candidates, thoughts, cached, tool_use = counts
+    if prompt is None:
+        if candidates is not None or thoughts is not None or tool_use is not None:
+            # Output without the prompt count it always comes with: not a usage to price.
+            call.set_invalid_usage("prompt_token_count", None)
         return
     call.set_usage(
-        input_tokens=(prompt or 0) + (tool_use or 0),
+        input_tokens=prompt + (tool_use or 0),
         output_tokens=(candidates or 0) + (thoughts or 0),
         cache_read_tokens=cached,
         reasoning_tokens=thoughts,
@@ -321,12 +333,21 @@ def _record_embedding(call: CallSpan, response: Any, afc: list[Any] | None = Non
     """Gemini API: `usage_metadata.prompt_token_count` (recent API versions). Vertex AI: per-embedding
     `statistics.token_count`. Neither: the span stays without usage (`costspan.cost.status=no_usage`)."""
     try:
-        tokens = _int(_get(_get(response, "usage_metadata"), "prompt_token_count"))
+        raw = _get(_get(response, "usage_metadata"), "prompt_token_count")
+        tokens = usage_count(raw)
+        if tokens is INVALID:
+            call.set_invalid_usage("prompt_token_count", raw)
+            return
         if tokens is None:
-            counts = [
-                _int(_get(_get(e, "statistics"), "token_count")) for e in _get(response, "embeddings") or ()
+            fields = [
+                ("statistics.token_count", _get(_get(e, "statistics"), "token_count"))
+                for e in _get(response, "embeddings") or ()
             ]
-            if counts and all(c is not None for c in counts):
+            counts, bad = checked_counts(fields, required=1)
+            if bad is not None:
+                call.set_invalid_usage(*bad)
+                return
+            if counts and None not in counts:  # some embeddings without a count: unknown usage
                 tokens = sum(c for c in counts if c is not None)
         if tokens is not None:
             call.set_usage(input_tokens=tokens, output_tokens=None)
@@ -369,10 +390,22 @@ def _sum_usages(usages: list[Any]) -> Any:
     present = [u for u in usages if u is not None]
     if not present:
         return None
-    out: dict[str, int | None] = {}
+    out: dict[str, Any] = {}
     for field in _USAGE_FIELDS:
-        values = [v for v in (_int(_get(u, field)) for u in present) if v is not None]
-        out[field] = sum(values) if values else None
+        total = None
+        for usage in present:
+            value = _get(usage, field)
+            count = usage_count(value)
+            if count is INVALID:
+                return {field: value}  # one request's field that is not a count: the whole is not
+            if count is not None:
+                total = (total or 0) + count
+        out[field] = total
+    for usage in present:
+        if _get(usage, "prompt_token_count") is None and any(
+            _get(usage, field) is not None for field in _USAGE_FIELDS
+        ):
+            return {"prompt_token_count": None, "candidates_token_count": 0}  # output without its prompt
     return out
 
 

@@ -35,12 +35,12 @@ import wrapt
 from opentelemetry.instrumentation.instrumentor import BaseInstrumentor  # type: ignore[attr-defined]
 from opentelemetry.instrumentation.utils import unwrap
 
-from costspan.instrumentation._call import FAULTS, CallSpan, Instrumentation
+from costspan.instrumentation._call import FAULTS, INSIDE_TRACED_CALL, CallSpan, Instrumentation
 from costspan.instrumentation._client_facts import ClientFacts
 from costspan.instrumentation._stream import AsyncStreamProxy, OnItem, SyncStreamProxy, Tail
+from costspan.instrumentation._values import INVALID, checked_counts, usage_count
 from costspan.instrumentation._values import get_field as _get
 from costspan.instrumentation._values import non_empty_str as _str
-from costspan.instrumentation._values import token_count as _int
 from costspan.otel_internals.context import attach_span, detach
 
 logger = logging.getLogger(__name__)
@@ -293,28 +293,57 @@ def _request_usage(kwargs: dict[str, Any], instance: Any) -> tuple[dict[str, Any
 
 
 def _set_chat_usage(call: CallSpan, usage: Any) -> None:
-    prompt = _int(_get(usage, "prompt_tokens"))
-    completion = _int(_get(usage, "completion_tokens"))
+    """Chat usage read field by field (a dict, or not the SDK's typed `CompletionUsage`)."""
+    _set_checked_usage(
+        call,
+        (
+            ("prompt_tokens", _get(usage, "prompt_tokens")),
+            ("completion_tokens", _get(usage, "completion_tokens")),
+            (
+                "prompt_tokens_details.cached_tokens",
+                _get(_get(usage, "prompt_tokens_details"), "cached_tokens"),
+            ),
+            (
+                "completion_tokens_details.reasoning_tokens",
+                _get(_get(usage, "completion_tokens_details"), "reasoning_tokens"),
+            ),
+        ),
+    )
+
+
+def _set_responses_usage(call: CallSpan, usage: Any) -> None:
+    _set_checked_usage(
+        call,
+        (
+            ("input_tokens", _get(usage, "input_tokens")),
+            ("output_tokens", _get(usage, "output_tokens")),
+            (
+                "input_tokens_details.cached_tokens",
+                _get(_get(usage, "input_tokens_details"), "cached_tokens"),
+            ),
+            (
+                "output_tokens_details.reasoning_tokens",
+                _get(_get(usage, "output_tokens_details"), "reasoning_tokens"),
+            ),
+        ),
+    )
+
+
+def _set_checked_usage(call: CallSpan, fields: tuple[tuple[str, Any], ...]) -> None:
+    """Input, output, cached input, reasoning: the API always sends input and output together, so
+    one without the other, or any field that is not a count, makes the call `invalid_usage`."""
+    counts, bad = checked_counts(fields, required=2)
+    if bad is not None:
+        call.set_invalid_usage(*bad)
+        return
+    prompt, completion, cached, reasoning = counts
     if prompt is None and completion is None:
         return
     call.set_usage(
         input_tokens=prompt,
         output_tokens=completion,
-        cache_read_tokens=_int(_get(_get(usage, "prompt_tokens_details"), "cached_tokens")),
-        reasoning_tokens=_int(_get(_get(usage, "completion_tokens_details"), "reasoning_tokens")),
-    )
-
-
-def _set_responses_usage(call: CallSpan, usage: Any) -> None:
-    input_tokens = _int(_get(usage, "input_tokens"))
-    output_tokens = _int(_get(usage, "output_tokens"))
-    if input_tokens is None and output_tokens is None:
-        return
-    call.set_usage(
-        input_tokens=input_tokens,
-        output_tokens=output_tokens,
-        cache_read_tokens=_int(_get(_get(usage, "input_tokens_details"), "cached_tokens")),
-        reasoning_tokens=_int(_get(_get(usage, "output_tokens_details"), "reasoning_tokens")),
+        cache_read_tokens=cached,
+        reasoning_tokens=reasoning,
     )
 
 
@@ -358,21 +387,19 @@ def _set_any_chat_usage(call: CallSpan, usage: Any) -> None:
         _set_chat_usage(call, usage)
         return
     prompt = usage.prompt_tokens
-    if type(prompt) is not int:
-        prompt = _int(prompt)
     completion = usage.completion_tokens
-    if type(completion) is not int:
-        completion = _int(completion)
-    if prompt is None and completion is None:
-        return
     details = usage.prompt_tokens_details
     cached = details.cached_tokens if details is not None else None
-    if cached is not None and type(cached) is not int:
-        cached = _int(cached)
     details = usage.completion_tokens_details
     reasoning = details.reasoning_tokens if details is not None else None
-    if reasoning is not None and type(reasoning) is not int:
-        reasoning = _int(reasoning)
+    if not (
+        type(prompt) is int
+        and type(completion) is int
+        and (cached is None or type(cached) is int)
+        and (reasoning is None or type(reasoning) is int)
+    ):
+        _set_chat_usage(call, usage)  # a null, fractional or other odd count: checked field by field
+        return
     call.set_usage(
         input_tokens=prompt,
         output_tokens=completion,
@@ -408,8 +435,11 @@ def _record(call: CallSpan, api: str, response: Any) -> None:
                 _set_responses_usage(call, usage)
         else:
             call.set_response(response_model=_str(_get(response, "model")))
-            tokens = _int(_get(_get(response, "usage"), "prompt_tokens"))
-            if tokens is not None:
+            raw = _get(_get(response, "usage"), "prompt_tokens")
+            tokens = usage_count(raw)
+            if tokens is INVALID:
+                call.set_invalid_usage("prompt_tokens", raw)
+            elif tokens is not None:
                 call.set_usage(input_tokens=tokens, output_tokens=None)
     except Exception as exc:
         FAULTS.record("openai response", exc)
@@ -469,8 +499,8 @@ class _ChatStreamState:
                     break
         if usage is not None:
             self.usage = usage
-            # The usage-only chunk costspan asked for is hidden.
-            return bool(choices) or not self.hide_usage
+            # The usage-only chunk costspan asked for is hidden (an error the SDK let through is not).
+            return bool(choices) or not self.hide_usage or _carries_error(chunk)
         if self.hide_usage:
             # costspan's include_usage makes the API send `"usage": null` on every other chunk: an
             # uninstrumented caller would not have that field set.
@@ -495,7 +525,7 @@ class _ChatStreamState:
         usage = chunk.get("usage")
         if usage is not None:
             self.usage = usage
-            return bool(choices) or not self.hide_usage
+            return bool(choices) or not self.hide_usage or bool(chunk.get("error"))
         return True
 
     def on_done(self) -> None:
@@ -508,6 +538,12 @@ class _ChatStreamState:
         )
         if self.usage is not None:
             _set_any_chat_usage(call, self.usage)
+
+
+def _carries_error(chunk: Any) -> bool:
+    """A typed chunk with an `error` field (kept by the SDK's models as an extra field)."""
+    extra = getattr(chunk, "model_extra", None)
+    return bool(extra.get("error")) if isinstance(extra, dict) else False
 
 
 def _unset_null_usage(chunk: Any) -> None:
@@ -537,7 +573,9 @@ def _took_usage(data: str, state: _ChatStreamState) -> bool:
         return False
     if type(chunk) is dict and not chunk.get("choices") and type(chunk.get("usage")) is dict:
         state.usage = chunk["usage"]
-        return True
+        # An event with an `error` is one the SDK raises as `openai.APIError`: it goes on to the SDK,
+        # as it would uninstrumented (its usage, which the API says was used, stays the call's).
+        return not chunk.get("error")
     return False
 
 
@@ -783,7 +821,7 @@ def _handle_result(call: CallSpan, api: str, result: Any, hide_usage: bool) -> A
 
 def _sync_wrapper(state: Instrumentation, api: str, switch: _Switch) -> Callable[..., Any]:
     def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-        call = _start(state, instance, api, kwargs) if switch.on else None
+        call = _start(state, instance, api, kwargs) if switch.on and not INSIDE_TRACED_CALL.get() else None
         if call is None:
             return wrapped(*args, **kwargs)
         kwargs = call.admit(kwargs)  # budgets: may raise BudgetExceeded or swap the model
@@ -805,7 +843,7 @@ def _sync_wrapper(state: Instrumentation, api: str, switch: _Switch) -> Callable
 
 def _async_wrapper(state: Instrumentation, api: str, switch: _Switch) -> Callable[..., Any]:
     async def wrapper(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-        call = _start(state, instance, api, kwargs) if switch.on else None
+        call = _start(state, instance, api, kwargs) if switch.on and not INSIDE_TRACED_CALL.get() else None
         if call is None:
             return await wrapped(*args, **kwargs)
         kwargs = call.admit(kwargs)  # budgets: may raise BudgetExceeded or swap the model

@@ -23,7 +23,9 @@ STATUS_INVALID_USAGE = "invalid_usage"
 (COST, LLM_CALLS, FAILED, UNPRICED, INPUT, OUTPUT, CACHE_READ, CACHE_WRITE, REASONING, TOOL_CALLS) = range(10)
 TALLY_SIZE = 10
 _UNRESOLVED: Any = object()
-_UNPRICED_STATUSES = frozenset({attrs.STATUS_UNKNOWN_MODEL, STATUS_INVALID_USAGE})
+_UNPRICED_STATUSES = frozenset(
+    {attrs.STATUS_UNKNOWN_MODEL, STATUS_INVALID_USAGE, attrs.STATUS_INCOMPLETE_USAGE}
+)
 
 # Optional cost attributes a priced call span can carry beyond `gen_ai.usage.cost` and
 # `costspan.cost.status` (COSTSPAN_COST_ATTRIBUTES, `configure(cost_attributes=)`,

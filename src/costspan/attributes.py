@@ -69,3 +69,12 @@ ERROR_TYPE: Final = "error.type"
 
 OPERATION_INVOKE_AGENT: Final = "invoke_agent"
 OPERATION_EXECUTE_TOOL: Final = "execute_tool"
+
+# Cost across services (README "Cost across services"). On a span whose subtree called other services
+# that returned what they spent: the part of costspan.rollup.cost_usd / .llm_calls spent there.
+ROLLUP_REMOTE_COST_USD: Final = "costspan.rollup.remote_cost_usd"
+ROLLUP_REMOTE_LLM_CALLS: Final = "costspan.rollup.remote_llm_calls"
+# On an HTTP client span whose response carried a `costspan-cost` header: what was done with it
+# (`accepted`, `untrusted`, `bad_signature`, `malformed`) and the host that sent it.
+REMOTE_COST_STATUS: Final = "costspan.remote.status"
+REMOTE_COST_PEER: Final = "costspan.remote.peer"

@@ -31,6 +31,7 @@ from costspan.setup.configure import (
     each_instrumented_costspan_instrumentor,
     install_baggage_guard,
     install_console_tree,
+    install_cost_across_services,
     install_processor,
     providers_unset,
     record_dimensions,
@@ -65,6 +66,7 @@ def pre_instrument() -> None:
             logger.info("costspan: disabled by %s", costspan_settings.DISABLED)
             return
         install_baggage_guard(settings.baggage_policy)
+        install_cost_across_services(settings.cost_peer_policy)
         if settings.cost_dimensions is not None:
             record_tools_on(None, settings.cost_dimensions)
         if settings.budgets is not None:

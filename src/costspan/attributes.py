@@ -78,3 +78,4 @@ ROLLUP_REMOTE_LLM_CALLS: Final = "costspan.rollup.remote_llm_calls"
 # (`accepted`, `untrusted`, `bad_signature`, `malformed`) and the host that sent it.
 REMOTE_COST_STATUS: Final = "costspan.remote.status"
 REMOTE_COST_PEER: Final = "costspan.remote.peer"
+REMOTE_STATUS_ACCEPTED: Final = "accepted"

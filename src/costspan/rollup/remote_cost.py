@@ -35,7 +35,7 @@ from costspan.telemetry.faults import FaultCounter, LogOnce
 
 TRUSTED_COST_PEERS_ENV: Final = "COSTSPAN_TRUSTED_COST_PEERS"
 
-ACCEPTED: Final = "accepted"
+ACCEPTED: Final = attrs.REMOTE_STATUS_ACCEPTED
 UNTRUSTED: Final = "untrusted"
 BAD_SIGNATURE: Final = "bad_signature"
 MALFORMED: Final = "malformed"

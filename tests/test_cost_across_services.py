@@ -228,9 +228,20 @@ TRUST_BY_SIGNATURE = {"COSTSPAN_BAGGAGE_SECRET": SECRET}
 def test_chain_returns_every_service_spend_to_the_callers_task(
     trust: dict[str, str], provider: FakeProviderServer, tmp_path: Path
 ) -> None:
-    a, spans = run_chain(tmp_path, provider, trust)
-    assert a.stdout.splitlines()[:3] == ["from B and from C", "from C", "500"]
-    assert a.stdout.splitlines()[3] == "[('accepted', 3)]"
+    a, spans = run_chain(tmp_path, provider, trust, COSTSPAN_CONSOLE="true")
+    lines = a.stdout.splitlines()
+    assert lines[:3] == ["from B and from C", "from C", "500"]
+    assert lines[-1] == "[('accepted', 3)]"
+    # The console tree (README "Cost across services"): each call to a service on one line.
+    assert lines[3].startswith("enrich  $0.0103 total  7 calls  ($0.0059 in other services)  customer=cus_")
+    assert lines[4:-1] == [
+        "├─ chat gpt-4o  $0.0045  1,000 in / 200 out",
+        "├─ research  $0.0050",
+        "│  └─ GET  $0.0050 remote  3 calls  3,000 in / 600 out",
+        "└─ summarise  $0.0008",
+        "   ├─ GET  $0.0005 remote  2 calls  2,000 in / 400 out",
+        "   └─ GET  $0.0003 remote  1 call  1,000 in / 200 out",
+    ]
 
     c_answer = 2 * GPT_4O_MINI
     b_answer = GPT_4O + c_answer

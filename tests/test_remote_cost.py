@@ -239,3 +239,29 @@ def test_an_untrusted_figure_is_counted_and_summed_nowhere(observed: Any, servic
     assert spans["GET"].attributes["costspan.remote.status"] == "untrusted"
     assert not any(key.startswith("costspan.rollup") for s in spans.values() for key in s.attributes or {})
     assert returned_costs()["untrusted"] == before + 1
+
+
+@pytest.mark.usefixtures("instrumented_requests")
+def test_outcomes_are_a_metric(observed: Any, service: str) -> None:
+    from costspan.setup.fault_metrics import observe_faults
+
+    observe_faults(observed.meter_provider)
+    CostHeaderHandler.value = "v1;usd=oops;calls=1"
+    requests.get(service, timeout=10)
+    points = observed.metric_points("costspan.remote_cost.responses")
+    by_status = {p.attributes["costspan.remote.status"]: p.value for p in points}
+    assert by_status["malformed"] == returned_costs()["malformed"] >= 1
+
+
+def test_a_fault_while_reading_is_counted_and_never_raised(observed: Any) -> None:
+    from costspan.instrumentation import cost_clients
+    from costspan.rollup.remote_cost import FAULTS
+
+    class BrokenHeaders:
+        def get(self, name: str) -> str:
+            raise RuntimeError("broken")
+
+    before = FAULTS.counts().get("read returned cost", 0)
+    with observed.tracer_provider.get_tracer("test").start_as_current_span("GET") as span:
+        cost_clients._read(span, "http://127.0.0.1/", BrokenHeaders())
+    assert FAULTS.counts()["read returned cost"] == before + 1

@@ -20,11 +20,9 @@ from typing import Any
 import wrapt
 
 from costspan.rollup.cost_header import HEADER
-from costspan.rollup.remote_cost import record_returned_cost
-from costspan.telemetry.faults import FaultCounter
+from costspan.rollup.remote_cost import FAULTS, record_returned_cost
 
 logger = logging.getLogger("costspan")
-FAULTS = FaultCounter()
 
 
 def _host(url: Any) -> str | None:
@@ -160,4 +158,4 @@ def read_returned_cost_in_http_clients() -> None:
         wrapt.register_post_import_hook(_patch(class_names, edit), module)
 
 
-__all__ = ["FAULTS", "read_returned_cost_in_http_clients"]
+__all__ = ["read_returned_cost_in_http_clients"]

@@ -9,7 +9,7 @@ under the server span so far add up to (`costspan.rollup.remote_cost.response_co
 `return_cost_from_otel_middlewares()` makes every `OpenTelemetryMiddleware` of
 opentelemetry-instrumentation-wsgi and -asgi created from then on wrap its application so (FastAPI's
 and Starlette's instrumentations use the ASGI one). Nothing here raises into the application: a
-fault is counted in `FAULTS` and the response goes out without the header.
+fault is counted in `costspan.rollup.remote_cost.FAULTS` and the response goes out without the header.
 """
 
 from __future__ import annotations
@@ -22,10 +22,8 @@ from opentelemetry import baggage, trace
 
 from costspan.attribution.baggage_trust import PREFIX
 from costspan.rollup.cost_header import HEADER
-from costspan.rollup.remote_cost import response_cost_header
-from costspan.telemetry.faults import FaultCounter
+from costspan.rollup.remote_cost import FAULTS, response_cost_header
 
-FAULTS = FaultCounter()
 _HEADER_BYTES = HEADER.encode("ascii")
 
 
@@ -134,4 +132,4 @@ def return_cost_from_otel_middlewares() -> None:
     wrapt.register_post_import_hook(_patch("app", CostReturningASGI), "opentelemetry.instrumentation.asgi")
 
 
-__all__ = ["FAULTS", "CostReturningASGI", "CostReturningWSGI", "return_cost_from_otel_middlewares"]
+__all__ = ["CostReturningASGI", "CostReturningWSGI", "return_cost_from_otel_middlewares"]

@@ -46,7 +46,8 @@ GPT_4O = (IN * Decimal("2.50") + OUT * Decimal("10")) / MTOK  # $0.0045
 GPT_4O_MINI = (IN * Decimal("0.15") + OUT * Decimal("0.60")) / MTOK  # $0.00027
 SECRET = "shared-by-a-b-and-c"
 
-# C: /answer makes two gpt-4o-mini calls; /fail makes one and answers 500 (it still spent money).
+# C: /answer makes two gpt-4o-mini calls; /fail makes one and answers 500 (it still spent money);
+# /stream makes one before its response starts and one after.
 SERVICE_C = """
 import asyncio, os, signal, socket
 
@@ -59,6 +60,13 @@ client = AsyncOpenAI(base_url=os.environ["FAKE_OPENAI_URL"] + "/v1", api_key="te
 
 async def app(scope, receive, send):
     if scope["type"] != "http":
+        return
+    if scope["path"] == "/stream":
+        await client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "c"}])
+        await send({"type": "http.response.start", "status": 200, "headers": []})
+        # Spent after the headers left: not returned (README "Cost across services", Streaming).
+        await client.chat.completions.create(model="gpt-4o-mini", messages=[{"role": "user", "content": "c"}])
+        await send({"type": "http.response.body", "body": b"streamed"})
         return
     calls = 1 if scope["path"] == "/fail" else 2
     for _ in range(calls):
@@ -314,6 +322,8 @@ import costspan
 with costspan.task("enrich", customer_id="cus_tree"):
     with costspan.step("research"):
         requests.get(os.environ["B_URL"], timeout=10)
+    with costspan.step("stream"):
+        requests.get(os.environ["C_URL"] + "/stream", timeout=10)
 """
 
 
@@ -321,16 +331,29 @@ def test_console_tree_shows_each_remote_call_on_one_line(
     provider: FakeProviderServer, tmp_path: Path
 ) -> None:
     a_app = write_app(tmp_path, CONSOLE_CLIENT, "client_a.py")
-    with OtlpHttpSink() as sink, three_services(tmp_path, sink, provider, TRUST_BY_PEER) as (b_url, _):
-        env = env_for(sink, "caller-a", provider, B_URL=b_url, **TRUST_BY_PEER)
-        a = run_instrumented(a_app, {**env, "OTEL_TRACES_EXPORTER": "costspan"})
-    assert a.returncode == 0, a.stderr
+    with OtlpHttpSink() as sink:
+        with three_services(tmp_path, sink, provider, TRUST_BY_PEER) as (b_url, c_url):
+            env = env_for(sink, "caller-a", provider, B_URL=b_url, C_URL=c_url, **TRUST_BY_PEER)
+            a = run_instrumented(a_app, {**env, "OTEL_TRACES_EXPORTER": "costspan"})
+        assert a.returncode == 0, a.stderr
+        spans = sink.wait_for_spans(
+            lambda spans: len([s for s in by_service(spans, "svc-c") if s.kind == "SERVER"]) == 2,
+            timeout_s=TIMEOUT_S,
+        )
     assert a.stdout.splitlines() == [
-        "enrich  $0.0050 total  3 calls  ($0.0050 in other services)  customer=cus_tree"
+        "enrich  $0.0053 total  4 calls  ($0.0053 in other services)  customer=cus_tree"
         + f" task_id={a.stdout.split('task_id=')[1].split()[0]}",
-        "└─ research  $0.0050",
-        "   └─ GET  $0.0050 remote  3 calls  3,000 in / 600 out",
+        "├─ research  $0.0050",
+        "│  └─ GET  $0.0050 remote  3 calls  3,000 in / 600 out",
+        "└─ stream  $0.0003",
+        "   └─ GET  $0.0003 remote  1 call  1,000 in / 200 out",
     ]
+    # The streamed response returned the call made before its headers; C's own span has both.
+    (streamed,) = [
+        s for s in by_service(spans, "svc-c") if s.kind == "SERVER" and "/stream" in str(s.attributes)
+    ]
+    assert streamed.attributes["costspan.rollup.llm_calls"] == 2
+    assert streamed.attributes["costspan.rollup.cost_usd"] == usd(2 * GPT_4O_MINI)
 
 
 class ForgingHandler(BaseHTTPRequestHandler):

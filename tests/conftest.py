@@ -13,6 +13,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, Tracer
 
 from costspan import CostSpanProcessor, RateCard
+from costspan.rollup.call_pricing import write_cost_parts
 
 
 @dataclass
@@ -105,6 +106,20 @@ def _restore_tool_cost_metric() -> Iterator[None]:
     before = list(metrics._TOOL_COST)
     yield
     metrics._TOOL_COST[:] = before
+
+
+@pytest.fixture
+def cost_parts() -> Iterator[None]:
+    """Priced calls also carry their cost parts (as with COSTSPAN_COST_ATTRIBUTES=parts)."""
+    write_cost_parts(True)
+    yield
+    write_cost_parts(False)
+
+
+@pytest.fixture(autouse=True)
+def _restore_cost_parts() -> Iterator[None]:
+    yield
+    write_cost_parts(False)
 
 
 @pytest.fixture

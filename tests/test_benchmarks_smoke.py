@@ -48,3 +48,19 @@ def test_pricing_section_reports_both_lookups() -> None:
     text, facts = bench_run.pricing_section(quick=True)
     assert "RateCard.price()" in text and "calc_price" in text
     assert facts["price_us"] > 0 and facts["calc_price_us"] > 0
+
+
+@pytest.mark.parametrize(("call", "spans_per_op"), [("chat", 1), ("agent_task", 16)])
+def test_export_workloads_send_every_span_to_rotel(call: str, spans_per_op: int, tmp_path: Path) -> None:
+    import bench_export
+
+    with bench_export.rotel_blackhole(tmp_path) as endpoint:
+        import os
+
+        os.environ["BENCH_OTLP_ENDPOINT"] = endpoint
+        try:
+            body_bytes, spans = bench_export.exported(sys.executable, f"{call}:costspan", 2)
+        finally:
+            del os.environ["BENCH_OTLP_ENDPOINT"]
+    assert spans == (2 + bench_export.WARM_UP) * spans_per_op  # warm-up included: all reached rotel
+    assert body_bytes > 300 * spans

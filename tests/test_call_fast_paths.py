@@ -161,15 +161,16 @@ class CountingCard(RateCard):
 def test_an_instrumented_call_is_priced_once_and_rolled_up_from_the_instrumentors_tally(server) -> None:
     card = CountingCard()
     provider, exporter = _pipeline(card=card)
-    _chat(server, provider, rate_card=card)
+    with provider.get_tracer("test").start_as_current_span("task"):
+        _chat(server, provider, rate_card=card)
     assert card.asked == 1  # by the instrumentor; the processor rolls up the tally it left
-    (span,) = exporter.get_finished_spans()
+    span, task = exporter.get_finished_spans()
     assert span.attributes[A.GEN_AI_USAGE_COST] == pytest.approx(COST, rel=1e-12)
-    assert span.attributes[A.ROLLUP_COST_USD] == span.attributes[A.GEN_AI_USAGE_COST]
-    assert span.attributes[A.ROLLUP_LLM_CALLS] == 1
-    assert span.attributes[A.ROLLUP_INPUT_TOKENS] == INPUT
-    assert span.attributes[A.ROLLUP_CACHE_READ_TOKENS] == CACHED
-    assert not any(key.startswith("_costspan") for key in span.attributes)
+    assert task.attributes[A.ROLLUP_COST_USD] == span.attributes[A.GEN_AI_USAGE_COST]
+    assert task.attributes[A.ROLLUP_LLM_CALLS] == 1
+    assert task.attributes[A.ROLLUP_INPUT_TOKENS] == INPUT
+    assert task.attributes[A.ROLLUP_CACHE_READ_TOKENS] == CACHED
+    assert not any(key.startswith(("_costspan", "costspan.rollup.")) for key in span.attributes)
 
 
 def test_call_metrics_know_when_they_record_nowhere() -> None:

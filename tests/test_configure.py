@@ -324,7 +324,7 @@ trace.set_tracer_provider(own)
     cost = float(CALL_COST)
     assert result.stdout == (
         "global: True True\n"
-        f"exported chat gpt-4o cost={cost} rollup={cost}\n"
+        f"exported chat gpt-4o cost={cost} rollup=None\n"  # a call with nothing under it: no rollup
         f"exported answer cost=None rollup={cost}\n"
     )
 

@@ -256,25 +256,17 @@ def test_root_that_is_itself_a_call(h: Harness) -> None:
     assert h.text() == "chat gpt-4o  $0.0026 total  1 call  1,000 in / 10 out  customer=c1\n"
 
 
-def test_rollup_tokens_of_a_lone_call_win_over_raw_attributes(h: Harness) -> None:
-    # e.g. Anthropic's raw input_tokens excludes cache; the processor's normalised rollup includes it.
+def test_a_lone_calls_tokens_are_read_as_the_processor_reads_them(h: Harness) -> None:
+    # A call with nothing under it carries no rollup: its tokens come from its own attributes,
+    # normalised across instrumentations (here OpenInference's llm.token_count.*).
     root = h.start("task")
     call = h.start("chat claude", root, chat("claude"))
     h.end(
         call,
         {
-            attrs.GEN_AI_USAGE_INPUT_TOKENS: 100,
-            attrs.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS: 900,
-            attrs.GEN_AI_USAGE_OUTPUT_TOKENS: 10,
-            **rollup(
-                0.001,
-                1,
-                **{
-                    attrs.ROLLUP_INPUT_TOKENS: 1000,
-                    attrs.ROLLUP_CACHE_READ_TOKENS: 900,
-                    attrs.ROLLUP_OUTPUT_TOKENS: 10,
-                },
-            ),
+            "llm.token_count.prompt": 1000,
+            "llm.token_count.prompt_details.cache_read": 900,
+            "llm.token_count.completion": 10,
         },
     )
     h.end(root, rollup(0.001, 1))

@@ -272,9 +272,9 @@ def test_chain_returns_every_service_spend_to_the_callers_task(
     (b_to_c,) = [s for s in by_service(spans, "svc-b") if "costspan.remote.status" in s.attributes]
     assert b_to_c.attributes["costspan.remote.status"] == "accepted"
     assert b_to_c.attributes["costspan.remote.peer"] == "127.0.0.1"
-    assert b_to_c.attributes["costspan.rollup.cost_usd"] == usd(c_answer)
-    assert b_to_c.attributes["costspan.rollup.remote_cost_usd"] == usd(c_answer)
-    assert b_to_c.attributes["costspan.rollup.remote_llm_calls"] == 2
+    assert b_to_c.attributes["costspan.remote.cost_usd"] == usd(c_answer)
+    assert b_to_c.attributes["costspan.remote.llm_calls"] == 2
+    assert b_to_c.attributes["costspan.remote.input_tokens"] == 2 * IN
     assert "gen_ai.usage.cost" not in b_to_c.attributes  # a backend summing call costs counts C once
     assert b_server.attributes["costspan.rollup.cost_usd"] == usd(b_answer)
     assert b_server.attributes["costspan.rollup.remote_cost_usd"] == usd(c_answer)
@@ -286,12 +286,12 @@ def test_chain_returns_every_service_spend_to_the_callers_task(
     caller = by_service(spans, "caller-a")
     named = {s.name: s for s in caller if s.name in ("enrich", "research", "summarise")}
     remote = {
-        s.attributes["costspan.rollup.remote_cost_usd"]: s
+        s.attributes["costspan.remote.cost_usd"]: s
         for s in caller
         if s.attributes.get("costspan.remote.status") == "accepted"
     }
     assert sorted(remote) == sorted([usd(b_answer), usd(c_answer), usd(c_fail)])
-    assert remote[usd(b_answer)].attributes["costspan.rollup.remote_llm_calls"] == 3
+    assert remote[usd(b_answer)].attributes["costspan.remote.llm_calls"] == 3
     assert remote[usd(b_answer)].parent_span_id == named["research"].span_id
     assert named["research"].attributes["costspan.rollup.cost_usd"] == usd(b_answer)
     assert named["summarise"].attributes["costspan.rollup.cost_usd"] == usd(c_answer + c_fail)

@@ -58,7 +58,7 @@ def concurrent(processor: CostSpanProcessor) -> TracerProvider:
 def few_attributes(processor: CostSpanProcessor) -> TracerProvider:
     # Too few attribute slots for everything the processor writes: the SDK must evict, so the
     # processor has to go through it rather than write into the attribute dict.
-    provider = TracerProvider(span_limits=SpanLimits(max_span_attributes=12))
+    provider = TracerProvider(span_limits=SpanLimits(max_span_attributes=6))
     provider.add_span_processor(processor)
     return provider
 
@@ -111,7 +111,7 @@ def test_concurrent_multi_processor_prices_calls() -> None:
     provider.shutdown()
     (span,) = exporter.get_finished_spans()
     assert span.attributes[A.GEN_AI_USAGE_COST] == 0.75
-    assert span.attributes[A.ROLLUP_COST_USD] == 0.75
+    assert A.ROLLUP_COST_USD not in span.attributes  # a call with nothing under it
     assert processor.faults() == {}
 
 
@@ -122,9 +122,10 @@ def test_span_limits_still_apply_to_what_the_processor_writes() -> None:
     provider.add_span_processor(SimpleSpanProcessor(exporter))
     llm_call(provider.get_tracer("test"), "gpt-4o-mini", 1_000_000, 1_000_000, name="a")
     (span,) = exporter.get_finished_spans()
-    assert len(span.attributes) == 12
-    assert span.dropped_attributes > 0
-    assert span.attributes[A.ROLLUP_COST_USD] == 0.75  # written last, so kept
+    assert len(span.attributes) == 6  # 5 of the call's own + 2 written by the processor: 1 evicted
+    assert span.dropped_attributes == 1
+    assert span.attributes[A.GEN_AI_USAGE_COST] == 0.75  # written last, so kept
+    assert span.attributes[A.COST_STATUS] == "priced"
     assert processor.faults() == {}
 
 

@@ -203,8 +203,10 @@ def test_accepted_cost_rolls_up_but_is_neither_metered_nor_charged(
     spans = {s.name: s for s in observed.finished()}
     get = spans["GET"].attributes
     assert get["costspan.remote.status"] == "accepted" and get["costspan.remote.peer"] == "127.0.0.1"
-    assert (get["costspan.rollup.cost_usd"], get["costspan.rollup.remote_cost_usd"]) == (5.0, 5.0)
-    assert (get["costspan.rollup.llm_calls"], get["costspan.rollup.remote_llm_calls"]) == (4, 4)
+    assert (get["costspan.remote.cost_usd"], get["costspan.remote.llm_calls"]) == (5.0, 4)
+    assert (get["costspan.remote.input_tokens"], get["costspan.remote.output_tokens"]) == (40, 8)
+    # Like a call's own usage, the figures are not repeated as a rollup on the span that carries them.
+    assert not any(key.startswith("costspan.rollup.") for key in get)
     assert "gen_ai.usage.cost" not in get
     task = spans["task"].attributes
     assert task["costspan.rollup.cost_usd"] == float(5 + 2 * GPT_4O)

@@ -20,6 +20,7 @@ from third_party_spans import (
     anthropic_client,
     assert_priced,
     create_message,
+    in_task,
     load_fixture,
     priced_provider,
     replay,
@@ -32,7 +33,7 @@ def _fixture_param(path: Path) -> Any:
 
 @pytest.mark.parametrize("fixture", [_fixture_param(path) for path in FIXTURE_FILES])
 def test_processor_prices_third_party_span(fixture: dict[str, Any]) -> None:
-    assert_priced(replay(fixture).attributes, fixture)
+    assert_priced(replay(fixture), fixture)
 
 
 @pytest.mark.parametrize("path", FIXTURE_FILES, ids=[path.stem for path in FIXTURE_FILES])
@@ -88,17 +89,19 @@ def test_openllmetry_reasoning_tokens_are_read() -> None:
 def test_real_anthropic_sdk_spans_are_priced() -> None:
     provider, exporter = priced_provider()
     client = anthropic_client({"tracer_provider": provider})
-    create_message(client)
-    (span,) = exporter.get_finished_spans()
+    with in_task(provider):
+        create_message(client)
+    span, task = exporter.get_finished_spans()
     assert span.instrumentation_scope is not None
     assert span.instrumentation_scope.name == "com.anthropic.sdk.python"
-    assert_priced(span.attributes, load_fixture(FIXTURES / "anthropic_sdk.json"))
+    assert_priced((span, task), load_fixture(FIXTURES / "anthropic_sdk.json"))
 
 
 def test_real_anthropic_sdk_count_tokens_is_not_a_call() -> None:
     provider, exporter = priced_provider()
     client = anthropic_client({"tracer_provider": provider})
-    client.messages.count_tokens(model="claude-sonnet-4-6", messages=[{"role": "user", "content": "hi"}])
-    (span,) = exporter.get_finished_spans()
+    with in_task(provider):
+        client.messages.count_tokens(model="claude-sonnet-4-6", messages=[{"role": "user", "content": "hi"}])
+    span, task = exporter.get_finished_spans()
     assert span.name == "anthropic.messages.count_tokens"
-    assert_priced(span.attributes, load_fixture(FIXTURES / "anthropic_sdk_count_tokens.json"))
+    assert_priced((span, task), load_fixture(FIXTURES / "anthropic_sdk_count_tokens.json"))

@@ -37,29 +37,46 @@ def priced_provider() -> tuple[TracerProvider, InMemorySpanExporter]:
     return provider, exporter
 
 
-def replay(fixture: dict[str, Any]) -> ReadableSpan:
+TASK = "task"
+
+
+def in_task(provider: TracerProvider) -> Any:
+    """A parent span for the call: its rollup shows the call as the processor counted it (a call
+    with nothing under it carries no rollup of its own)."""
+    return provider.get_tracer("test").start_as_current_span(TASK)
+
+
+def replay(fixture: dict[str, Any]) -> tuple[ReadableSpan, ...]:
+    """The fixture's span recorded again under a task span; the finished spans (call, task)."""
     provider, exporter = priced_provider()
     tracer = provider.get_tracer(fixture["scope_name"], fixture.get("scope_version") or None)
-    with tracer.start_as_current_span("replayed", attributes=fixture["attributes"]):
+    with in_task(provider), tracer.start_as_current_span("replayed", attributes=fixture["attributes"]):
         pass
-    (span,) = exporter.get_finished_spans()
-    assert span.instrumentation_scope is not None
-    assert span.instrumentation_scope.name == fixture["scope_name"]
-    return span
+    call, task = exporter.get_finished_spans()
+    assert call.instrumentation_scope is not None
+    assert call.instrumentation_scope.name == fixture["scope_name"]
+    return call, task
 
 
-def assert_priced(attributes: Any, fixture: dict[str, Any]) -> None:
+def assert_priced(spans: Any, fixture: dict[str, Any]) -> None:
+    """`spans`: the call's span and its task span. The call carries its own cost (and no rollup:
+    nothing is under it); the task's rollup holds the call's normalised tokens."""
+    (call,) = [span for span in spans if span.name != TASK]
+    (task,) = [span for span in spans if span.name == TASK]
+    attributes, rollup = call.attributes, task.attributes
+    assert "costspan.rollup.llm_calls" not in attributes
+    assert "costspan.rollup.cost_usd" not in attributes
     if not fixture["llm_call"]:
         assert "gen_ai.usage.cost" not in attributes
         assert "costspan.cost.status" not in attributes
-        assert "costspan.rollup.llm_calls" not in attributes
+        assert "costspan.rollup.llm_calls" not in rollup
         return
     assert attributes["costspan.cost.status"] == "priced"
     assert attributes["gen_ai.usage.cost"] == fixture["expected_cost_usd"]
-    assert attributes["costspan.rollup.cost_usd"] == fixture["expected_cost_usd"]
-    assert attributes["costspan.rollup.llm_calls"] == 1
+    assert rollup["costspan.rollup.cost_usd"] == fixture["expected_cost_usd"]
+    assert rollup["costspan.rollup.llm_calls"] == 1
     for field, key in _ROLLUP_TOKENS.items():
-        assert attributes.get(key) == (fixture["expected_tokens"].get(field) or None), key
+        assert rollup.get(key) == (fixture["expected_tokens"].get(field) or None), key
 
 
 # The real SDKs, against a mock transport.

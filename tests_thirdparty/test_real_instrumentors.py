@@ -15,6 +15,7 @@ from third_party_spans import (
     anthropic_client,
     assert_priced,
     create_message,
+    in_task,
     load_fixture,
     openai_client,
     priced_provider,
@@ -37,16 +38,17 @@ def test_real_instrumentor_spans_are_priced(name: str) -> None:
     instrumentor = getattr(module, class_name)()
     instrumentor.instrument(tracer_provider=provider)
     try:
-        if "anthropic" in name:
-            # The SDK's own spans are off so that only the instrumentor's span is recorded.
-            create_message(anthropic_client(False))
-        else:
-            openai_client().chat.completions.create(
-                model="gpt-4o", messages=[{"role": "user", "content": "hi"}]
-            )
+        with in_task(provider):
+            if "anthropic" in name:
+                # The SDK's own spans are off so that only the instrumentor's span is recorded.
+                create_message(anthropic_client(False))
+            else:
+                openai_client().chat.completions.create(
+                    model="gpt-4o", messages=[{"role": "user", "content": "hi"}]
+                )
     finally:
         instrumentor.uninstrument()
-    (span,) = exporter.get_finished_spans()
+    span, task = exporter.get_finished_spans()
     assert span.instrumentation_scope is not None
     assert span.instrumentation_scope.name == fixture["scope_name"]
-    assert_priced(span.attributes, fixture)
+    assert_priced((span, task), fixture)

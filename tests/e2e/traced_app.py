@@ -48,7 +48,8 @@ def configure_manually() -> trace.TracerProvider:
         raise SystemExit(f"OTEL_EXPORTER_OTLP_PROTOCOL={protocol!r}: expected grpc or http/protobuf")
 
     provider = TracerProvider()  # resource from OTEL_SERVICE_NAME / OTEL_RESOURCE_ATTRIBUTES
-    provider.add_span_processor(costspan.CostSpanProcessor())
+    # A manual setup reads no COSTSPAN_* variable: the cost parts are asked for in code.
+    provider.add_span_processor(costspan.CostSpanProcessor(cost_attributes=["parts"]))
     provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))  # endpoint from OTEL_*
     trace.set_tracer_provider(provider)
     OpenAIInstrumentor().instrument(tracer_provider=provider)

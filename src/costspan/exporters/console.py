@@ -31,6 +31,7 @@ from opentelemetry.trace import StatusCode
 
 from costspan import attributes as attrs
 from costspan.budget.errors import format_usd
+from costspan.rollup.usage import InvalidUsage, usage_of
 
 __all__ = [
     "DEFAULT_MAX_BUFFERED_SPANS",
@@ -88,14 +89,6 @@ def _count(value: object) -> int | None:
     return None
 
 
-def _first_count(attributes: Mapping[str, Any], *keys: str) -> int | None:
-    for key in keys:
-        value = _count(attributes.get(key))
-        if value is not None:
-            return value
-    return None
-
-
 def money(usd: float) -> str:
     """`$0.1439`: US dollars with 4 decimals."""
     return f"${usd:.4f}"
@@ -127,38 +120,12 @@ def _failure(span: ReadableSpan) -> str:
 
 def _tokens(span: ReadableSpan) -> str | None:
     """`2,480 in (1,024 cached, 300 cache write) / 514 out (120 reasoning)`, or None without usage."""
-    attributes = _attributes(span)
-    if _count(attributes.get(attrs.ROLLUP_LLM_CALLS)) == 1:
-        # The processor's rollup on a lone call holds its usage, normalised across instrumentations.
-        rollup = [
-            _count(attributes.get(key)) or 0
-            for key in (
-                attrs.ROLLUP_INPUT_TOKENS,
-                attrs.ROLLUP_OUTPUT_TOKENS,
-                attrs.ROLLUP_CACHE_READ_TOKENS,
-                attrs.ROLLUP_CACHE_WRITE_TOKENS,
-                attrs.ROLLUP_REASONING_TOKENS,
-            )
-        ]
-        if any(rollup):
-            return _token_text(*rollup)
-    input_tokens = _first_count(attributes, attrs.GEN_AI_USAGE_INPUT_TOKENS, attrs.GEN_AI_USAGE_PROMPT_TOKENS)
-    output_tokens = _first_count(
-        attributes, attrs.GEN_AI_USAGE_OUTPUT_TOKENS, attrs.GEN_AI_USAGE_COMPLETION_TOKENS
-    )
-    if input_tokens is None and output_tokens is None:
+    scope = span.instrumentation_scope
+    try:  # normalised across instrumentations, as the processor reads them
+        usage = usage_of(_attributes(span), scope.name if scope is not None else None)
+    except InvalidUsage:
         return None
-    cache_read = _first_count(attributes, attrs.GEN_AI_USAGE_CACHE_READ_INPUT_TOKENS) or 0
-    cache_write = (
-        _first_count(
-            attributes,
-            attrs.GEN_AI_USAGE_CACHE_CREATION_INPUT_TOKENS,
-            attrs.GEN_AI_USAGE_CACHE_WRITE_INPUT_TOKENS,
-        )
-        or 0
-    )
-    reasoning = _first_count(attributes, attrs.GEN_AI_USAGE_REASONING_OUTPUT_TOKENS) or 0
-    return _token_text(input_tokens or 0, output_tokens or 0, cache_read, cache_write, reasoning)
+    return None if usage is None else _token_text(*usage)
 
 
 def _token_text(
@@ -254,11 +221,11 @@ def _remote_parts(span: ReadableSpan) -> list[str] | None:
         return None
     if status != attrs.REMOTE_STATUS_ACCEPTED:
         return [f"remote cost ignored ({status.replace('_', ' ')})"]
-    cost = _number(attributes.get(attrs.ROLLUP_REMOTE_COST_USD)) or 0.0
-    calls = _count(attributes.get(attrs.ROLLUP_REMOTE_LLM_CALLS)) or 0
+    cost = _number(attributes.get(attrs.REMOTE_COST_USD)) or 0.0
+    calls = _count(attributes.get(attrs.REMOTE_LLM_CALLS)) or 0
     parts = [f"{money(cost)} remote", f"{calls:,} call{'' if calls == 1 else 's'}"]
-    input_tokens = _count(attributes.get(attrs.ROLLUP_INPUT_TOKENS)) or 0
-    output_tokens = _count(attributes.get(attrs.ROLLUP_OUTPUT_TOKENS)) or 0
+    input_tokens = _count(attributes.get(attrs.REMOTE_INPUT_TOKENS)) or 0
+    output_tokens = _count(attributes.get(attrs.REMOTE_OUTPUT_TOKENS)) or 0
     if input_tokens or output_tokens:
         parts.append(f"{input_tokens:,} in / {output_tokens:,} out")
     return parts
@@ -277,22 +244,44 @@ def format_line(span: ReadableSpan) -> str:
     return _late(span, "  ".join([span.name, *parts]))
 
 
+def _subtree_totals(span: ReadableSpan) -> tuple[float, int, int, int, int]:
+    """(cost, LLM calls, tool calls, failed, unpriced) of the span and everything under it.
+
+    A span with a call under it carries the processor's rollup; a call with nothing under it
+    carries none (it would repeat the call's own figures), so its own are read.
+    """
+    attributes = _attributes(span)
+    if attrs.ROLLUP_LLM_CALLS in attributes:
+        return (
+            _number(attributes.get(attrs.ROLLUP_COST_USD)) or 0.0,
+            _count(attributes.get(attrs.ROLLUP_LLM_CALLS)) or 0,
+            _count(attributes.get(attrs.ROLLUP_TOOL_CALLS)) or 0,
+            _count(attributes.get(attrs.ROLLUP_FAILED_CALLS)) or 0,
+            _count(attributes.get(attrs.ROLLUP_UNPRICED_CALLS)) or 0,
+        )
+    own = _number(attributes.get(attrs.GEN_AI_USAGE_COST))
+    if _is_tool(span):
+        return own or 0.0, 0, 1 if own is not None else 0, 0, 0
+    if not is_llm_call(span):
+        return 0.0, 0, 0, 0, 0
+    failed = _failed(span)
+    status = attributes.get(attrs.COST_STATUS)
+    unpriced = own is None and not (failed and status in (None, attrs.STATUS_NO_USAGE))
+    return own or 0.0, 1, 0, int(failed), int(unpriced)
+
+
 def format_root_line(span: ReadableSpan) -> str:
     """The root line: name, total, call counts, then the root's attribution."""
     attributes = _attributes(span)
-    total = _number(attributes.get(attrs.ROLLUP_COST_USD)) or 0.0
-    calls = _count(attributes.get(attrs.ROLLUP_LLM_CALLS)) or 0
+    total, calls, tools, failed, unpriced = _subtree_totals(span)
     parts = [span.name, f"{money(total)} total", f"{calls:,} call{'' if calls == 1 else 's'}"]
     remote_usd = _number(attributes.get(attrs.ROLLUP_REMOTE_COST_USD))
     if remote_usd is not None:
         parts.append(f"({money(remote_usd)} in other services)")
-    tools = _count(attributes.get(attrs.ROLLUP_TOOL_CALLS)) or 0
     if tools:
         parts.append(f"{tools:,} tool call{'' if tools == 1 else 's'}")
-    failed = _count(attributes.get(attrs.ROLLUP_FAILED_CALLS)) or 0
     if failed:
         parts.append(f"{failed:,} failed")
-    unpriced = _count(attributes.get(attrs.ROLLUP_UNPRICED_CALLS)) or 0
     if unpriced:
         parts.append(f"{unpriced:,} unpriced")
     if is_llm_call(span) or _is_tool(span):

@@ -299,7 +299,7 @@ class CallSpan:
         if tally is not None and self._sdk_span:
             # The CostSpanProcessor rolls this tally up instead of pricing the span a second time.
             # (An SDK span is recording until it ends, just below.)
-            span.__dict__[CALL_TALLY_ATTR] = (tally, out.get(attrs.GEN_AI_USAGE_COST))
+            span.__dict__[CALL_TALLY_ATTR] = tally
         span.end()
 
     def _price(self, failed: bool, start_ns: int, out: dict[str, Any]) -> list[int]:

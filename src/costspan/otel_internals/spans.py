@@ -83,6 +83,3 @@ def write_frozen(span: Span, new_attributes: dict[str, Any]) -> None:
             bounded[key] = value  # type: ignore[index]
     finally:
         bounded._immutable = True  # type: ignore[union-attr]
-
-
-# Where an instrumentor that already priced its call leaves (the call's tally, its

@@ -4,6 +4,7 @@ One job: turn (provider, model, usage, time) into integer USD units. Imports not
 outside this package, so any stage can price.
 """
 
+from .bundled import SOURCE as BUNDLED_SOURCE
 from .card import RateCard
 from .errors import RateCardError
 from .money import UNITS_PER_USD, PriceBreakdown, units_to_decimal
@@ -12,6 +13,7 @@ from .providers import map_provider
 from .shared import set_shared_rate_card, shared_rate_card
 
 __all__ = [
+    "BUNDLED_SOURCE",
     "UNITS_PER_USD",
     "PriceBreakdown",
     "RateCard",

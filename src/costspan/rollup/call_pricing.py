@@ -7,11 +7,12 @@ whoever prices it.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from decimal import Decimal
 from typing import Any
 
 from costspan import attributes as attrs
-from costspan.pricing import UNITS_PER_USD, RateCard
+from costspan.pricing import BUNDLED_SOURCE, UNITS_PER_USD, RateCard
 from costspan.pricing.money import usd_cost
 from costspan.rollup.usage import InvalidUsage, model_of, provider_of, usage_of
 from costspan.telemetry.faults import LogOnce
@@ -25,6 +26,43 @@ REMOTE_CALLS, REMOTE_COST = 10, 11
 TALLY_SIZE = 12
 _UNRESOLVED: Any = object()
 _UNPRICED_STATUSES = frozenset({attrs.STATUS_UNKNOWN_MODEL, STATUS_INVALID_USAGE})
+
+# Optional cost attributes a priced call span can carry beyond `gen_ai.usage.cost` and
+# `costspan.cost.status` (COSTSPAN_COST_ATTRIBUTES, `configure(cost_attributes=)`,
+# `CostSpanProcessor(cost_attributes=)`). Each adds bytes to every call span on the wire: none by
+# default. The choice is process-wide, like the shared rate card: instrumentors and the processor
+# price with it.
+COST_ATTRIBUTE_SETS = {
+    "parts": "costspan.cost.input_usd, .output_usd, .cache_read_usd, .cache_write_usd",
+}
+COST_PARTS = [False]  # a one-element list: read on every priced call
+
+
+def parse_cost_attributes(raw: str | Iterable[str]) -> tuple[str, ...]:
+    """`"parts"` or `["parts"]` (names from COST_ATTRIBUTE_SETS); `none` or empty: none.
+
+    Raises ValueError naming the bad entry."""
+    items = raw.split(",") if isinstance(raw, str) else list(raw)
+    chosen: list[str] = []
+    for item in items:
+        name = str(item).strip().lower()
+        if name in ("", "none"):
+            continue
+        if name not in COST_ATTRIBUTE_SETS:
+            known = ", ".join(COST_ATTRIBUTE_SETS)
+            raise ValueError(f"{str(item).strip()!r} is not a cost attribute set (choose from {known})")
+        if name not in chosen:
+            chosen.append(name)
+    return tuple(chosen)
+
+
+def apply_cost_attributes(chosen: tuple[str, ...]) -> None:
+    """Make priced calls carry these optional cost attributes from now on, process-wide."""
+    COST_PARTS[0] = "parts" in chosen
+
+
+def write_cost_parts(on: bool) -> None:
+    COST_PARTS[0] = bool(on)
 
 
 def usd(units: int) -> float:
@@ -166,17 +204,18 @@ class CallPricer:
         total, total_usd, input_usd, output_usd, cache_read_usd, cache_write_usd, source = price
         tally[COST] = total
         out[attrs.GEN_AI_USAGE_COST] = total_usd
-        # Only the parts that carry a cost (no zero attributes).
-        if input_usd:
-            out[attrs.COST_INPUT_USD] = input_usd
-        if output_usd:
-            out[attrs.COST_OUTPUT_USD] = output_usd
-        if cache_read_usd:
-            out[attrs.COST_CACHE_READ_USD] = cache_read_usd
-        if cache_write_usd:
-            out[attrs.COST_CACHE_WRITE_USD] = cache_write_usd
+        if COST_PARTS[0]:  # only the parts that carry a cost (no zero attributes)
+            if input_usd:
+                out[attrs.COST_INPUT_USD] = input_usd
+            if output_usd:
+                out[attrs.COST_OUTPUT_USD] = output_usd
+            if cache_read_usd:
+                out[attrs.COST_CACHE_READ_USD] = cache_read_usd
+            if cache_write_usd:
+                out[attrs.COST_CACHE_WRITE_USD] = cache_write_usd
         out[attrs.COST_STATUS] = attrs.STATUS_PRICED
-        out[attrs.PRICE_SOURCE] = source
+        if source != BUNDLED_SOURCE:  # the bundled card is the default: only other sources are named
+            out[attrs.PRICE_SOURCE] = source
         return tally
 
     def _rejects_cost(self, cost: float, out: dict[str, Any]) -> bool:

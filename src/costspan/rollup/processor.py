@@ -17,7 +17,7 @@ from __future__ import annotations
 import functools
 import threading
 import weakref
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from operator import add, itemgetter
 from typing import Any
 
@@ -50,6 +50,8 @@ from costspan.rollup.call_pricing import (
     TOOL_CALLS,
     UNPRICED,
     CallPricer,
+    apply_cost_attributes,
+    parse_cost_attributes,
     usd,
 )
 from costspan.rollup.usage import CALL_MARKER_KEYS, is_llm_call
@@ -88,8 +90,8 @@ class _Node:
         self.has_children = False
 
 
-# `gen_ai.usage.cost` or None) on the SDK span (instance attribute), so the processor rolls it up
-# without reading the attributes back.
+# Where an instrumentor that already priced its call leaves the call's tally on the SDK span
+# (instance attribute), so the processor rolls it up without reading the attributes back.
 CALL_TALLY_ATTR = "_costspan_call_tally"
 _FORWARDING_PROCESSORS = (SynchronousMultiSpanProcessor, ConcurrentMultiSpanProcessor)
 _NO_TALLY: Any = object()
@@ -105,7 +107,14 @@ class CostSpanProcessor(SpanProcessor):
     `faults()` and logged once.
     """
 
-    def __init__(self, rate_card: RateCard | None = None) -> None:
+    def __init__(
+        self, rate_card: RateCard | None = None, *, cost_attributes: Iterable[str] | str | None = None
+    ) -> None:
+        """`rate_card` and `cost_attributes` (optional cost attributes on priced calls, e.g.
+        `("parts",)`), when given, apply process-wide: costspan's instrumentors price with them too.
+        A bad `cost_attributes` entry raises ValueError."""
+        if cost_attributes is not None:
+            apply_cost_attributes(parse_cost_attributes(cost_attributes))
         if rate_card is not None:
             set_shared_rate_card(rate_card)
         self._rate_card = rate_card if rate_card is not None else shared_rate_card()
@@ -206,11 +215,7 @@ class CostSpanProcessor(SpanProcessor):
         """Close the span's ledger entry; the attributes to write on it."""
         new_attributes: dict[str, Any] = {}
         priced = span.__dict__.pop(CALL_TALLY_ATTR, _NO_TALLY)
-        if priced is _NO_TALLY:
-            own = self._tally_own(span, attributes_of(span), new_attributes)
-            own_usd = new_attributes.get(attrs.GEN_AI_USAGE_COST)
-        else:
-            own, own_usd = priced
+        own = self._tally_own(span, attributes_of(span), new_attributes) if priced is _NO_TALLY else priced
         late = False
         # No child yet, and nothing to hand up (no own tally, or no parent): closed without the lock.
         unlocked = not node.has_children and (own is None or node.parent is None)
@@ -237,11 +242,10 @@ class CostSpanProcessor(SpanProcessor):
                         ancestor.children_tally = list(tally) if into is None else list(map(add, into, tally))
                     elif node.parent is not None:
                         late = True
-        if tally is not None and (tally[LLM_CALLS] or tally[TOOL_CALLS]):
-            # A span with nothing under it rolls up its own cost: the same float as its own.
-            new_attributes[attrs.ROLLUP_COST_USD] = (
-                own_usd if tally is own and own_usd is not None else usd(tally[COST])
-            )
+        # Only a span with a call below it gets the rollup: on a call with nothing under it the rollup
+        # would repeat its own gen_ai.usage.* and gen_ai.usage.cost (bytes on the wire, no information).
+        if tally is not None and tally is not own and (tally[LLM_CALLS] or tally[TOOL_CALLS]):
+            new_attributes[attrs.ROLLUP_COST_USD] = usd(tally[COST])
             new_attributes[attrs.ROLLUP_LLM_CALLS] = tally[LLM_CALLS]
             # zip and filter in C: a Python loop over the 8 slots costs more than the rest here.
             new_attributes.update(
@@ -249,8 +253,8 @@ class CostSpanProcessor(SpanProcessor):
             )
             if tally[REMOTE_COST]:
                 new_attributes[attrs.ROLLUP_REMOTE_COST_USD] = usd(tally[REMOTE_COST])
-            if late:
-                new_attributes[attrs.ROLLUP_LATE] = True
+        if late:
+            new_attributes[attrs.ROLLUP_LATE] = True
         return new_attributes
 
     def tally_so_far(self, span: object) -> list[int] | None:

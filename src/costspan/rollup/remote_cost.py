@@ -7,11 +7,12 @@ go out, before the server span ends.
 
 Client side, `record_returned_cost(span, value, host)`: a `costspan-cost` value on the response of
 an HTTP client span is accepted when the host is one the caller trusts (`COSTSPAN_TRUSTED_COST_PEERS`)
-or the value is signed with `COSTSPAN_BAGGAGE_SECRET` for this trace. Accepted, it becomes the client
-span's own tally, with its cost and calls also in the REMOTE slots: the processor then rolls it up
-like any call (`costspan.rollup.cost_usd` includes it, `costspan.rollup.remote_cost_usd` says how
-much of it was spent elsewhere). It never reaches the `costspan.cost` metric or the budgets (the
-other service recorded and charged its own calls). Refused values are counted and change nothing.
+or the value is signed with `COSTSPAN_BAGGAGE_SECRET` for this trace. Accepted, its figures go on the
+client span (`costspan.remote.*`) and become that span's own tally, cost and calls also in the REMOTE
+slots: the processor rolls it up into the ancestors like a call (their `costspan.rollup.cost_usd`
+includes it, `costspan.rollup.remote_cost_usd` says how much of it was spent elsewhere). It never
+reaches the `costspan.cost` metric or the budgets (the other service recorded and charged its own
+calls). Refused values are counted and change nothing.
 """
 
 from __future__ import annotations
@@ -29,7 +30,7 @@ from opentelemetry.sdk.trace import Span
 from costspan import attributes as attrs
 from costspan.attribution.baggage_trust import SECRET_ENV
 from costspan.rollup import cost_header
-from costspan.rollup.call_pricing import LLM_CALLS, TOOL_CALLS
+from costspan.rollup.call_pricing import COST, INPUT, LLM_CALLS, OUTPUT, TOOL_CALLS, usd
 from costspan.rollup.processor import CALL_TALLY_ATTR, subtree_tally_so_far
 from costspan.telemetry.faults import FaultCounter, LogOnce
 
@@ -193,9 +194,18 @@ def _record(span: Any, value: str, host: str | None) -> None:
             return
     previous = span.__dict__.get(CALL_TALLY_ATTR)
     if previous is not None:  # two responses on one span (should not happen): both count
-        tally = [a + b for a, b in zip(previous[0], tally, strict=True)]
-    span.__dict__[CALL_TALLY_ATTR] = (tally, None)
-    span.set_attributes({attrs.REMOTE_COST_STATUS: ACCEPTED, attrs.REMOTE_COST_PEER: host or ""})
+        tally = [a + b for a, b in zip(previous, tally, strict=True)]
+    span.__dict__[CALL_TALLY_ATTR] = tally
+    span.set_attributes(
+        {
+            attrs.REMOTE_COST_STATUS: ACCEPTED,
+            attrs.REMOTE_COST_PEER: host or "",
+            attrs.REMOTE_COST_USD: usd(tally[COST]),
+            attrs.REMOTE_LLM_CALLS: tally[LLM_CALLS],
+            attrs.REMOTE_INPUT_TOKENS: tally[INPUT],
+            attrs.REMOTE_OUTPUT_TOKENS: tally[OUTPUT],
+        }
+    )
     _outcomes.add(ACCEPTED)
 
 

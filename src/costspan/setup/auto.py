@@ -25,6 +25,7 @@ import logging
 from opentelemetry import metrics
 
 from costspan.budget.config import install_budgets
+from costspan.rollup.call_pricing import apply_cost_attributes
 from costspan.setup import settings as costspan_settings
 from costspan.setup.configure import (
     configure_sdk_from_env,
@@ -67,6 +68,8 @@ def pre_instrument() -> None:
             return
         install_baggage_guard(settings.baggage_policy)
         install_cost_across_services(settings.cost_peer_policy)
+        if settings.cost_attributes is not None:
+            apply_cost_attributes(settings.cost_attributes)
         if settings.cost_dimensions is not None:
             record_tools_on(None, settings.cost_dimensions)
         if settings.budgets is not None:

@@ -32,6 +32,7 @@ from costspan.exporters import ConsoleCostTreeExporter
 from costspan.instrumentation.cost_clients import read_returned_cost_in_http_clients
 from costspan.instrumentation.cost_servers import return_cost_from_otel_middlewares
 from costspan.pricing import RateCard
+from costspan.rollup.call_pricing import apply_cost_attributes, parse_cost_attributes
 from costspan.rollup.processor import CostSpanProcessor
 from costspan.rollup.remote_cost import CostPeerPolicy, set_cost_peer_policy
 from costspan.setup import settings as costspan_settings
@@ -281,6 +282,7 @@ def configure(
     rate_card: RateCard | str | os.PathLike[str] | None = None,
     console_tree: bool | None = None,
     cost_dimensions: Sequence[str] | str | None = None,
+    cost_attributes: Sequence[str] | str | None = None,
     tracer_provider: TracerProvider | None = None,
     meter_provider: Any = None,
     instrument: bool = True,
@@ -292,6 +294,8 @@ def configure(
     - Adds one CostSpanProcessor (priced with `rate_card`: a RateCard, or a path to an override
       file layered on the bundled prices; default COSTSPAN_PRICES, else the bundled card).
     - `console_tree=True` (default COSTSPAN_CONSOLE) prints each trace's cost tree to stdout.
+    - `cost_attributes` (default COSTSPAN_COST_ATTRIBUTES, else none): optional cost attributes
+      priced call spans also carry, e.g. `("parts",)` for the input/output/cache cost parts.
     - `instrument=True` instruments the provider SDKs that are installed, with `cost_dimensions`
       (default COSTSPAN_COST_DIMENSIONS, else the instrumentors' default), and turns on
       OpenTelemetry context propagation into threads. OTEL_PYTHON_DISABLED_INSTRUMENTATIONS is
@@ -313,6 +317,9 @@ def configure(
         else env.cost_dimensions
     )
     show_tree = console_tree if console_tree is not None else bool(env.console_tree)
+    extra_cost_attributes = (
+        parse_cost_attributes(cost_attributes) if cost_attributes is not None else env.cost_attributes
+    )
 
     with _lock:
         if tracer_provider is None:
@@ -336,6 +343,8 @@ def configure(
         )
         install_baggage_guard(env.baggage_policy)
         install_cost_across_services(env.cost_peer_policy)
+        if extra_cost_attributes is not None:
+            apply_cost_attributes(extra_cost_attributes)
         record_tools_on(meter_provider, dimensions if dimensions is not None else DEFAULT_COST_DIMENSIONS)
         from costspan.setup.fault_metrics import observe_setup  # here: it imports the instrumentation
 

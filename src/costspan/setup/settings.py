@@ -18,6 +18,7 @@ from costspan.budget.accounts import Registry
 from costspan.budget.config import load_budgets
 from costspan.budget.errors import BudgetConfigError
 from costspan.pricing import RateCard, RateCardError
+from costspan.rollup.call_pricing import parse_cost_attributes
 from costspan.rollup.remote_cost import TRUSTED_COST_PEERS_ENV, CostPeerPolicy
 
 logger = logging.getLogger("costspan")
@@ -28,6 +29,7 @@ CONSOLE = "COSTSPAN_CONSOLE"
 COST_DIMENSIONS = "COSTSPAN_COST_DIMENSIONS"
 BUDGETS = "COSTSPAN_BUDGETS"
 BUDGET_LEDGER = "COSTSPAN_BUDGET_LEDGER"
+COST_ATTRIBUTES = "COSTSPAN_COST_ATTRIBUTES"
 
 # Inbound costspan.* baggage: whose is kept (costspan.attribution.baggage_trust reads them).
 TRUSTED_BAGGAGE_PEERS = TRUSTED_PEERS_ENV
@@ -42,6 +44,7 @@ KNOWN_VARIABLES = (
     COST_DIMENSIONS,
     BUDGETS,
     BUDGET_LEDGER,
+    COST_ATTRIBUTES,
     TRUSTED_BAGGAGE_PEERS,
     BAGGAGE_SECRET,
     TRUSTED_COST_PEERS,
@@ -61,6 +64,7 @@ class Settings:
     prices_path: str | None = None
     console_tree: bool | None = None
     cost_dimensions: tuple[str, ...] | None = None
+    cost_attributes: tuple[str, ...] | None = None
     baggage_policy: InboundBaggagePolicy = field(default_factory=InboundBaggagePolicy)
     budgets: Registry | None = None
     cost_peer_policy: CostPeerPolicy = field(default_factory=CostPeerPolicy)
@@ -119,6 +123,13 @@ def read_settings(environ: Mapping[str, str] | None = None) -> Settings:
                 f"{COST_DIMENSIONS}={env[COST_DIMENSIONS]!r}: {exc}; the default dimensions apply"
             )
 
+    cost_attributes = None
+    if COST_ATTRIBUTES in env:
+        try:
+            cost_attributes = parse_cost_attributes(env[COST_ATTRIBUTES])
+        except ValueError as exc:
+            problems.append(f"{COST_ATTRIBUTES}={env[COST_ATTRIBUTES]!r}: {exc}; none are written")
+
     rate_card = None
     prices_path = env.get(PRICES) or None
     if prices_path is not None and not disabled:
@@ -161,6 +172,7 @@ def read_settings(environ: Mapping[str, str] | None = None) -> Settings:
         prices_path=prices_path if rate_card is not None else None,
         console_tree=console_tree,
         cost_dimensions=cost_dimensions,
+        cost_attributes=cost_attributes,
         baggage_policy=baggage_policy,
         budgets=budgets,
         cost_peer_policy=cost_peer_policy,
@@ -187,6 +199,7 @@ __all__ = [
     "BUDGETS",
     "BUDGET_LEDGER",
     "CONSOLE",
+    "COST_ATTRIBUTES",
     "COST_DIMENSIONS",
     "DISABLED",
     "KNOWN_VARIABLES",

@@ -180,8 +180,11 @@ def test_callee_llm_span_carries_the_callers_attribution(
         assert span.attributes["costspan.task"] == "ask"
         assert span.attributes["costspan.task_id"] == task_id
     assert llm.attributes["gen_ai.usage.cost"] == float(CALL_COST)
-    # Rollup stays within a process: the callee's server span holds the call's cost.
+    # The callee's server span holds the call's cost. It returns it (costspan-cost), but this caller
+    # trusts no service's figures (no COSTSPAN_TRUSTED_COST_PEERS, no secret): its task holds none.
+    # tests/test_cost_across_services.py has callers that do.
     assert inbound.attributes["costspan.rollup.cost_usd"] == float(CALL_COST)
+    assert outbound.attributes["costspan.remote.status"] == "untrusted"
     assert "costspan.rollup.cost_usd" not in task.attributes
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 
 from costspan.testing.all_providers import DEFAULT_USAGE, AllProvidersServer
+from zero_code import HTTP_CLIENT_INSTRUMENTATIONS
 
 pytest.importorskip("openai")
 pytest.importorskip("anthropic")
@@ -79,6 +80,7 @@ def offline_env(**extra: str) -> dict[str, str]:
         and key != "PYTHONPATH"
     }
     env["PYTHONUNBUFFERED"] = "1"
+    env["OTEL_PYTHON_DISABLED_INSTRUMENTATIONS"] = HTTP_CLIENT_INSTRUMENTATIONS  # no HTTP spans in the trees
     env.update(extra)
     return env
 

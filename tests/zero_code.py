@@ -21,7 +21,14 @@ BIN = Path(sys.executable).parent
 TIMEOUT_S = 30
 
 
-def clean_env(**extra: str) -> dict[str, str]:
+# HTTP client instrumentations installed for tests/test_cost_across_services.py: under
+# opentelemetry-instrument they would add an HTTP span under every provider SDK call (openai sends with
+# httpx2, google-genai with httpx or aiohttp), so other tests' children run without them.
+HTTP_CLIENT_INSTRUMENTATIONS = "httpx,httpx2,aiohttp-client"
+
+
+def clean_env(*, http_clients: bool = False, **extra: str) -> dict[str, str]:
+    """A child's environment; `http_clients=False` disables the httpx/httpx2/aiohttp instrumentations."""
     env = {
         k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "COSTSPAN_")) and k != "PYTHONPATH"
     }
@@ -35,6 +42,11 @@ def clean_env(**extra: str) -> dict[str, str]:
         OTEL_LOGS_EXPORTER="none",
     )
     env.update(extra)
+    if not http_clients:
+        disabled = env.get("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", "")
+        env["OTEL_PYTHON_DISABLED_INSTRUMENTATIONS"] = ",".join(
+            filter(None, (disabled, HTTP_CLIENT_INSTRUMENTATIONS))
+        )
     return env
 
 

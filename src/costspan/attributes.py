@@ -73,3 +73,18 @@ OPERATION_EXECUTE_TOOL: Final = "execute_tool"
 # Provider instrumentors (issue 23): a call whose response ended before its final usage (an Anthropic
 # stream without `message_delta`): never priced from the partial counts, counted as unpriced.
 STATUS_INCOMPLETE_USAGE: Final = "incomplete_usage"
+
+# Cost across services (README "Cost across services"). On a span whose subtree called other services
+# that returned what they spent: the part of costspan.rollup.cost_usd / .llm_calls spent there.
+ROLLUP_REMOTE_COST_USD: Final = "costspan.rollup.remote_cost_usd"
+ROLLUP_REMOTE_LLM_CALLS: Final = "costspan.rollup.remote_llm_calls"
+# On an HTTP client span whose response carried a `costspan-cost` header: what was done with it
+# (`accepted`, `untrusted`, `bad_signature`, `malformed`), the host that sent it, and (accepted) the
+# figures it returned. Like a call's own usage, they are not repeated as costspan.rollup.* on that span.
+REMOTE_COST_STATUS: Final = "costspan.remote.status"
+REMOTE_COST_PEER: Final = "costspan.remote.peer"
+REMOTE_COST_USD: Final = "costspan.remote.cost_usd"
+REMOTE_LLM_CALLS: Final = "costspan.remote.llm_calls"
+REMOTE_INPUT_TOKENS: Final = "costspan.remote.input_tokens"
+REMOTE_OUTPUT_TOKENS: Final = "costspan.remote.output_tokens"
+REMOTE_STATUS_ACCEPTED: Final = "accepted"

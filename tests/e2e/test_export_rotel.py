@@ -27,6 +27,7 @@ from rotel_collector import RotelCollector
 
 from costspan.testing import FakeProviderServer
 from costspan.testing.openai import OpenAIUsage, add_openai_routes
+from zero_code import HTTP_CLIENT_INSTRUMENTATIONS
 
 APP = Path(__file__).with_name("traced_app.py")
 APP_TIMEOUT_S = 30.0
@@ -104,6 +105,7 @@ def app_env(setup: str, protocol: str, endpoint: str, servers: Servers) -> dict[
         RESEARCH_OPENAI_URL=servers.research.base_url,
         WRITER_OPENAI_URL=servers.writer.base_url,
         NO_PROXY="127.0.0.1,localhost",
+        OTEL_PYTHON_DISABLED_INSTRUMENTATIONS=HTTP_CLIENT_INSTRUMENTATIONS,  # no HTTP spans under the calls
     )
     return env
 

@@ -212,9 +212,31 @@ def _late(span: ReadableSpan, line: str) -> str:
     return f"{line} (late)" if _attributes(span).get(attrs.ROLLUP_LATE) is True else line
 
 
+def _remote_parts(span: ReadableSpan) -> list[str] | None:
+    """A call to another service that returned its cost: `$0.0050 remote  3 calls  3,000 in / 600 out`
+    (the service's whole subtree on one line), or why its figure was ignored; None for other spans."""
+    attributes = _attributes(span)
+    status = attributes.get(attrs.REMOTE_COST_STATUS)
+    if not isinstance(status, str):
+        return None
+    if status != attrs.REMOTE_STATUS_ACCEPTED:
+        return [f"remote cost ignored ({status.replace('_', ' ')})"]
+    cost = _number(attributes.get(attrs.REMOTE_COST_USD)) or 0.0
+    calls = _count(attributes.get(attrs.REMOTE_LLM_CALLS)) or 0
+    parts = [f"{money(cost)} remote", f"{calls:,} call{'' if calls == 1 else 's'}"]
+    input_tokens = _count(attributes.get(attrs.REMOTE_INPUT_TOKENS)) or 0
+    output_tokens = _count(attributes.get(attrs.REMOTE_OUTPUT_TOKENS)) or 0
+    if input_tokens or output_tokens:
+        parts.append(f"{input_tokens:,} in / {output_tokens:,} out")
+    return parts
+
+
 def format_line(span: ReadableSpan) -> str:
     """One inner line: name, then own cost and tokens (calls, tools) or rolled-up cost (others)."""
-    if is_llm_call(span) or _is_tool(span):
+    remote = _remote_parts(span)
+    if remote is not None:
+        parts = remote
+    elif is_llm_call(span) or _is_tool(span):
         parts = _call_parts(span)
     else:
         rollup = _number(_attributes(span).get(attrs.ROLLUP_COST_USD))
@@ -253,6 +275,9 @@ def format_root_line(span: ReadableSpan) -> str:
     attributes = _attributes(span)
     total, calls, tools, failed, unpriced = _subtree_totals(span)
     parts = [span.name, f"{money(total)} total", f"{calls:,} call{'' if calls == 1 else 's'}"]
+    remote_usd = _number(attributes.get(attrs.ROLLUP_REMOTE_COST_USD))
+    if remote_usd is not None:
+        parts.append(f"({money(remote_usd)} in other services)")
     if tools:
         parts.append(f"{tools:,} tool call{'' if tools == 1 else 's'}")
     if failed:

@@ -19,9 +19,11 @@ from costspan.telemetry.faults import LogOnce
 
 STATUS_INVALID_USAGE = "invalid_usage"
 
-# Tally slots: one list of ints per call or span subtree.
+# Tally slots: one list of ints per call or span subtree. REMOTE_CALLS and REMOTE_COST: the part of
+# LLM_CALLS and COST that other services reported spending for this subtree (costspan.rollup.remote_cost).
 (COST, LLM_CALLS, FAILED, UNPRICED, INPUT, OUTPUT, CACHE_READ, CACHE_WRITE, REASONING, TOOL_CALLS) = range(10)
-TALLY_SIZE = 10
+REMOTE_CALLS, REMOTE_COST = 10, 11
+TALLY_SIZE = 12
 _UNRESOLVED: Any = object()
 _UNPRICED_STATUSES = frozenset(
     {attrs.STATUS_UNKNOWN_MODEL, STATUS_INVALID_USAGE, attrs.STATUS_INCOMPLETE_USAGE}

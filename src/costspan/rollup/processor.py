@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import functools
 import threading
+import weakref
 from collections.abc import Iterable, Mapping
 from operator import add, itemgetter
 from typing import Any
@@ -44,6 +45,8 @@ from costspan.rollup.call_pricing import (
     LLM_CALLS,
     OUTPUT,
     REASONING,
+    REMOTE_CALLS,
+    REMOTE_COST,
     TOOL_CALLS,
     UNPRICED,
     CallPricer,
@@ -55,7 +58,7 @@ from costspan.rollup.usage import CALL_MARKER_KEYS, is_llm_call
 from costspan.telemetry.faults import FaultCounter
 from costspan.telemetry.fork_safe import reopen_lock_after_fork
 
-# The rollup attributes of tally slots FAILED to TOOL_CALLS, in slot order: written where not 0.
+# The rollup attributes of tally slots FAILED to REMOTE_CALLS, in slot order: written where not 0.
 _ROLLUP_COUNT_KEYS = tuple(
     {
         FAILED: attrs.ROLLUP_FAILED_CALLS,
@@ -66,8 +69,9 @@ _ROLLUP_COUNT_KEYS = tuple(
         CACHE_WRITE: attrs.ROLLUP_CACHE_WRITE_TOKENS,
         REASONING: attrs.ROLLUP_REASONING_TOKENS,
         TOOL_CALLS: attrs.ROLLUP_TOOL_CALLS,
+        REMOTE_CALLS: attrs.ROLLUP_REMOTE_LLM_CALLS,
     }[slot]
-    for slot in range(FAILED, TOOL_CALLS + 1)
+    for slot in range(FAILED, REMOTE_CALLS + 1)
 )
 _count_of = itemgetter(1)
 
@@ -91,6 +95,8 @@ class _Node:
 CALL_TALLY_ATTR = "_costspan_call_tally"
 _FORWARDING_PROCESSORS = (SynchronousMultiSpanProcessor, ConcurrentMultiSpanProcessor)
 _NO_TALLY: Any = object()
+# Every CostSpanProcessor, for `subtree_tally_so_far` (read by a server answering a request).
+_PROCESSORS: weakref.WeakSet[CostSpanProcessor] = weakref.WeakSet()
 
 
 class CostSpanProcessor(SpanProcessor):
@@ -120,6 +126,7 @@ class CostSpanProcessor(SpanProcessor):
         self._on_ending_supported = sdk_has_on_ending()
         # The span processor (the provider's multi-processor) known to forward `_on_ending` to us.
         self._forwarder: object = None
+        _PROCESSORS.add(self)
 
     @property
     def rate_card(self) -> RateCard:
@@ -241,10 +248,23 @@ class CostSpanProcessor(SpanProcessor):
             new_attributes[attrs.ROLLUP_COST_USD] = usd(tally[COST])
             new_attributes[attrs.ROLLUP_LLM_CALLS] = tally[LLM_CALLS]
             # zip and filter in C: a Python loop over the 8 slots costs more than the rest here.
-            new_attributes.update(filter(_count_of, zip(_ROLLUP_COUNT_KEYS, tally[FAILED:], strict=True)))
+            new_attributes.update(
+                filter(_count_of, zip(_ROLLUP_COUNT_KEYS, tally[FAILED:REMOTE_COST], strict=True))
+            )
+            if tally[REMOTE_COST]:
+                new_attributes[attrs.ROLLUP_REMOTE_COST_USD] = usd(tally[REMOTE_COST])
         if late:
             new_attributes[attrs.ROLLUP_LATE] = True
         return new_attributes
+
+    def tally_so_far(self, span: object) -> list[int] | None:
+        """What the descendants of an open span that have ended so far add up to (None: nothing)."""
+        node = getattr(span, self._node_attr, None)
+        if node is None:
+            return None
+        with self._lock:
+            tally = node.children_tally
+            return None if tally is None else list(tally)
 
     def _tally_own(self, span: Span, attributes: Any, out: dict[str, Any]) -> list[int] | None:
         """This span's own call cost and counts, with the pricing attributes it needs in `out`."""
@@ -259,4 +279,13 @@ class CostSpanProcessor(SpanProcessor):
         return self._pricer.price_llm(attributes, failed, span.start_time or 0, out)
 
 
-__all__ = ["CALL_TALLY_ATTR", "CostSpanProcessor"]
+def subtree_tally_so_far(span: object) -> list[int] | None:
+    """The tally of an open span's ended descendants, from the processor that keeps its ledger entry."""
+    for processor in list(_PROCESSORS):
+        tally = processor.tally_so_far(span)
+        if tally is not None:
+            return tally
+    return None
+
+
+__all__ = ["CALL_TALLY_ATTR", "CostSpanProcessor", "subtree_tally_so_far"]

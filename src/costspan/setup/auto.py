@@ -32,6 +32,7 @@ from costspan.setup.configure import (
     each_instrumented_costspan_instrumentor,
     install_baggage_guard,
     install_console_tree,
+    install_cost_across_services,
     install_processor,
     providers_unset,
     record_dimensions,
@@ -66,6 +67,7 @@ def pre_instrument() -> None:
             logger.info("costspan: disabled by %s", costspan_settings.DISABLED)
             return
         install_baggage_guard(settings.baggage_policy)
+        install_cost_across_services(settings.cost_peer_policy)
         if settings.cost_attributes is not None:
             apply_cost_attributes(settings.cost_attributes)
         if settings.cost_dimensions is not None:

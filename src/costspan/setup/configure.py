@@ -29,9 +29,12 @@ from costspan.attribution.baggage_trust import (
 )
 from costspan.budget.config import install_budgets
 from costspan.exporters import ConsoleCostTreeExporter
+from costspan.instrumentation.cost_clients import read_returned_cost_in_http_clients
+from costspan.instrumentation.cost_servers import return_cost_from_otel_middlewares
 from costspan.pricing import RateCard
 from costspan.rollup.call_pricing import apply_cost_attributes, parse_cost_attributes
 from costspan.rollup.processor import CostSpanProcessor
+from costspan.rollup.remote_cost import CostPeerPolicy, set_cost_peer_policy
 from costspan.setup import settings as costspan_settings
 from costspan.telemetry.metrics import DEFAULT_COST_DIMENSIONS, record_tools_on
 
@@ -152,6 +155,15 @@ def install_console_tree(provider: TracerProvider) -> None:
         if any(isinstance(_exporter_of(p), ConsoleCostTreeExporter) for p in _span_processors(provider)):
             return  # e.g. OTEL_TRACES_EXPORTER=costspan
         provider.add_span_processor(SimpleSpanProcessor(ConsoleCostTreeExporter()))
+
+
+def install_cost_across_services(policy: CostPeerPolicy) -> None:
+    """Servers under OpenTelemetry's WSGI/ASGI middleware return what a request cost (to trusted,
+    attributed callers); the requests/httpx/aiohttp instrumentations read it back on the client span,
+    believing the hosts and signatures `policy` trusts."""
+    set_cost_peer_policy(policy)
+    return_cost_from_otel_middlewares()
+    read_returned_cost_in_http_clients()
 
 
 def install_baggage_guard(policy: InboundBaggagePolicy) -> None:
@@ -330,6 +342,7 @@ def configure(
             else None
         )
         install_baggage_guard(env.baggage_policy)
+        install_cost_across_services(env.cost_peer_policy)
         if extra_cost_attributes is not None:
             apply_cost_attributes(extra_cost_attributes)
         record_tools_on(meter_provider, dimensions if dimensions is not None else DEFAULT_COST_DIMENSIONS)

@@ -5,6 +5,8 @@ application, by `costspan.fault.component` (`processor`, `instrumentation`, `bag
 `costspan.fault.where` (the hook or step: `span end`, `on_start`, `LLM call span end`, ...).
 `costspan.baggage.inbound` (`{request}`, monotonic): requests whose `costspan.*` baggage the guard
 `kept` or `dropped` (`costspan.baggage.outcome`).
+`costspan.remote_cost.responses` (`{response}`, monotonic): responses that carried a returned cost
+(`costspan-cost`), by `costspan.remote.status` (`accepted`, `untrusted`, `bad_signature`, `malformed`).
 
 Both are observed from the counters costspan keeps anyway, so recording a fault costs nothing more.
 """
@@ -22,10 +24,13 @@ from opentelemetry.metrics import CallbackOptions, MeterProvider, Observation
 from costspan.attribution.baggage_trust import FAULTS as BAGGAGE_FAULTS
 from costspan.attribution.baggage_trust import AttributionBaggageGuard
 from costspan.instrumentation._call import FAULTS as INSTRUMENTATION_FAULTS
+from costspan.rollup.remote_cost import FAULTS as REMOTE_COST_FAULTS
+from costspan.rollup.remote_cost import returned_costs
 from costspan.telemetry.faults import FaultCounter
 
 FAULTS_METRIC = "costspan.faults"
 INBOUND_BAGGAGE_METRIC = "costspan.baggage.inbound"
+RETURNED_COST_METRIC = "costspan.remote_cost.responses"
 
 CountSource = Callable[[], Mapping[str, int]]
 SETUP_FAULTS = FaultCounter()
@@ -56,6 +61,12 @@ class FaultMetrics:
             unit="{request}",
             description="Requests whose costspan.* baggage was kept or dropped by the trust policy",
         )
+        meter.create_observable_counter(
+            RETURNED_COST_METRIC,
+            callbacks=[self._observe_returned_costs],
+            unit="{response}",
+            description="Responses carrying a returned cost (costspan-cost), by what was done with it",
+        )
 
     def add_processor(self, processor: Any) -> None:
         """Also observe this CostSpanProcessor's `faults()`."""
@@ -74,6 +85,7 @@ class FaultMetrics:
             ("instrumentation", INSTRUMENTATION_FAULTS.counts),
             ("baggage", BAGGAGE_FAULTS.counts),
             ("setup", SETUP_FAULTS.counts),
+            ("remote_cost", REMOTE_COST_FAULTS.counts),
         ]
         sources += [("processor", processor.faults) for processor in processors]
         return sources
@@ -97,6 +109,12 @@ class FaultMetrics:
         return [
             Observation(count, {"costspan.baggage.outcome": outcome})
             for outcome, count in guard.inbound().items()
+        ]
+
+    def _observe_returned_costs(self, options: CallbackOptions) -> Iterable[Observation]:
+        return [
+            Observation(count, {"costspan.remote.status": status})
+            for status, count in returned_costs().items()
         ]
 
 
@@ -136,4 +154,11 @@ def observe_setup(meter_provider: MeterProvider, processor: Any | None) -> None:
         SETUP_FAULTS.record("fault metrics setup", exc)
 
 
-__all__ = ["FAULTS_METRIC", "INBOUND_BAGGAGE_METRIC", "FaultMetrics", "observe_faults", "observe_setup"]
+__all__ = [
+    "FAULTS_METRIC",
+    "INBOUND_BAGGAGE_METRIC",
+    "RETURNED_COST_METRIC",
+    "FaultMetrics",
+    "observe_faults",
+    "observe_setup",
+]

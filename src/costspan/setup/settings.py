@@ -19,6 +19,7 @@ from costspan.budget.config import load_budgets
 from costspan.budget.errors import BudgetConfigError
 from costspan.pricing import RateCard, RateCardError
 from costspan.rollup.call_pricing import parse_cost_attributes
+from costspan.rollup.remote_cost import TRUSTED_COST_PEERS_ENV, CostPeerPolicy
 
 logger = logging.getLogger("costspan")
 
@@ -33,6 +34,8 @@ COST_ATTRIBUTES = "COSTSPAN_COST_ATTRIBUTES"
 # Inbound costspan.* baggage: whose is kept (costspan.attribution.baggage_trust reads them).
 TRUSTED_BAGGAGE_PEERS = TRUSTED_PEERS_ENV
 BAGGAGE_SECRET = SECRET_ENV
+# Returned costs (costspan-cost response header): whose are believed (costspan.rollup.remote_cost).
+TRUSTED_COST_PEERS = TRUSTED_COST_PEERS_ENV
 
 KNOWN_VARIABLES = (
     DISABLED,
@@ -44,6 +47,7 @@ KNOWN_VARIABLES = (
     COST_ATTRIBUTES,
     TRUSTED_BAGGAGE_PEERS,
     BAGGAGE_SECRET,
+    TRUSTED_COST_PEERS,
 )
 
 _TRUE = frozenset({"true", "1", "yes", "on"})
@@ -63,6 +67,7 @@ class Settings:
     cost_attributes: tuple[str, ...] | None = None
     baggage_policy: InboundBaggagePolicy = field(default_factory=InboundBaggagePolicy)
     budgets: Registry | None = None
+    cost_peer_policy: CostPeerPolicy = field(default_factory=CostPeerPolicy)
     problems: tuple[str, ...] = ()
 
 
@@ -151,6 +156,12 @@ def read_settings(environ: Mapping[str, str] | None = None) -> Settings:
     except ValueError as exc:
         problems.append(f"{exc}; inbound costspan.* baggage is trusted from no caller")
 
+    cost_peer_policy = CostPeerPolicy.of(secret=baggage_policy.secret)
+    try:
+        cost_peer_policy = CostPeerPolicy.from_env(env)
+    except ValueError as exc:
+        problems.append(f"{exc}; returned costs are believed only when signed ({BAGGAGE_SECRET})")
+
     for name in sorted(env):
         if name.startswith("COSTSPAN_") and name not in KNOWN_VARIABLES:
             problems.append(f"{name} is not a costspan setting (known: {', '.join(KNOWN_VARIABLES)})")
@@ -164,6 +175,7 @@ def read_settings(environ: Mapping[str, str] | None = None) -> Settings:
         cost_attributes=cost_attributes,
         baggage_policy=baggage_policy,
         budgets=budgets,
+        cost_peer_policy=cost_peer_policy,
         problems=tuple(problems),
     )
 
@@ -193,6 +205,7 @@ __all__ = [
     "KNOWN_VARIABLES",
     "PRICES",
     "TRUSTED_BAGGAGE_PEERS",
+    "TRUSTED_COST_PEERS",
     "Settings",
     "parse_cost_dimensions",
     "read_settings",

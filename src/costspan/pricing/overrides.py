@@ -33,6 +33,7 @@ from typing import Any
 
 import yaml
 
+from .config_files import EXCERPT_CHARS, ConfigFileError, excerpt, read_config_file
 from .errors import RateCardError
 from .money import PriceBreakdown, UsdCost, units_from_usd, usd_cost
 from .providers import map_provider
@@ -53,7 +54,7 @@ class OverrideEntry:
     """One ``models:`` entry with prices as units per token."""
 
     pattern: str
-    regex: re.Pattern[str]
+    regex: re.Pattern[str] | None  # None for an exact name (compiled only for globs)
     is_glob: bool
     provider: str | None
     provider_ids: frozenset[str]
@@ -68,6 +69,8 @@ class OverrideEntry:
     def matches(self, names: tuple[str, ...], providers: frozenset[str]) -> bool:
         if self.provider is not None and not (self.provider_ids & providers):
             return False
+        if self.regex is None:
+            return self.pattern in names
         return any(self.regex.match(name) for name in names)
 
     def cost(self, inp: int, out: int, cr: int, cw: int, rs: int, ts_ns: int) -> PriceBreakdown:
@@ -102,9 +105,28 @@ class OverrideTable:
     entries: tuple[OverrideEntry, ...]
     tools: Mapping[str, int]  # units per call
     source: str
+    # Exact names looked up by name, so a large table costs one dict probe per candidate name;
+    # only globs are tried one by one.
+    exact: Mapping[str, tuple[OverrideEntry, ...]]
+    globs: tuple[OverrideEntry, ...]
+
+    @classmethod
+    def of(cls, entries: tuple[OverrideEntry, ...], tools: Mapping[str, int], source: str) -> OverrideTable:
+        exact: dict[str, list[OverrideEntry]] = {}
+        for entry in entries:
+            if not entry.is_glob:
+                exact.setdefault(entry.pattern, []).append(entry)
+        globs = tuple(entry for entry in entries if entry.is_glob)
+        return cls(entries, tools, source, {name: tuple(found) for name, found in exact.items()}, globs)
 
     def matching(self, names: tuple[str, ...], providers: frozenset[str]) -> tuple[OverrideEntry, ...]:
-        found = [entry for entry in self.entries if entry.matches(names, providers)]
+        found = [
+            entry
+            for name in names
+            for entry in self.exact.get(name, ())
+            if entry.provider is None or entry.provider_ids & providers
+        ]
+        found += [entry for entry in self.globs if entry.matches(names, providers)]
         return tuple(sorted(found, key=OverrideEntry.sort_key))
 
 
@@ -116,7 +138,9 @@ class _Where:
 
     def error(self, entry: str, field: str | None, problem: str, value: object = ...) -> RateCardError:
         place = f"{entry}.{field}" if field is not None else entry
-        got = "" if value is ... else f" (got {value!r})"
+        if len(place) > EXCERPT_CHARS:  # a hostile key or tool name
+            place = place[: EXCERPT_CHARS - 3] + "..."
+        got = "" if value is ... else f" (got {excerpt(value)})"
         return RateCardError(f"{self.label}: {place}: {problem}{got}")
 
 
@@ -202,10 +226,11 @@ def _model_entry(where: _Where, index: int, raw: object, source: str) -> Overrid
     prices = {field: _price(where, entry, field, raw[field]) for field in _PRICE_FIELDS if field in raw}
     from_ns = _effective_from(where, entry, raw["effective_from"]) if "effective_from" in raw else None
     provider_ids = frozenset({provider, map_provider(provider)} - {None}) if provider else frozenset()
+    is_glob = any(char in _GLOB_CHARS for char in pattern)
     return OverrideEntry(
         pattern=pattern,
-        regex=re.compile(translate(pattern)),
-        is_glob=any(char in _GLOB_CHARS for char in pattern),
+        regex=re.compile(translate(pattern)) if is_glob else None,
+        is_glob=is_glob,
         provider=provider,
         provider_ids=provider_ids,  # type: ignore[arg-type]
         from_ns=from_ns,
@@ -252,17 +277,7 @@ def parse_overrides(data: object, label: str, source: str) -> OverrideTable:
             raise where.error(f"tools.{name}", "name", "tool name must be a non-empty string", name)
         price = _price(where, f"tools.{name}", "price", value)
         tools[name.strip()] = _exact_units(price, 1)
-    return OverrideTable(tuple(entries), tools, source)
-
-
-class _YamlLoader(yaml.SafeLoader):
-    """Safe loader that leaves dates as strings, so a bad date is reported by our validation."""
-
-
-_YamlLoader.add_constructor(
-    "tag:yaml.org,2002:timestamp",
-    lambda loader, node: loader.construct_scalar(node),  # type: ignore[arg-type]
-)
+    return OverrideTable.of(tuple(entries), tools, source)
 
 
 def load_overrides(source: str | os.PathLike[str] | Mapping[str, Any]) -> OverrideTable:
@@ -276,11 +291,11 @@ def load_overrides(source: str | os.PathLike[str] | Mapping[str, Any]) -> Overri
     if suffix not in (".yaml", ".yml", ".toml"):
         raise where.error("<file>", None, "must end in .yaml, .yml or .toml", path.suffix)
     try:
-        text = path.read_text(encoding="utf-8")
+        data = read_config_file(path)
     except (OSError, UnicodeDecodeError) as exc:
         raise where.error("<file>", None, f"cannot read file: {exc}") from None
-    try:
-        data = tomllib.loads(text) if suffix == ".toml" else yaml.load(text, Loader=_YamlLoader)
+    except ConfigFileError as exc:
+        raise where.error("<file>", None, str(exc)) from None
     except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
         problem = " ".join(str(exc).split())
         raise where.error("<file>", None, f"cannot parse {suffix[1:].upper()}: {problem}") from None

@@ -199,6 +199,12 @@ def test_model_by_custom_llm_provider(observed: Observed, instrumented: Any, ser
     assert_gpt4o_span(one_priced_call(observed, server), server)
 
 
+def test_mock_response_sends_nothing_and_gets_no_span(observed: Observed, instrumented: Any) -> None:
+    response = litellm.completion(model="openai/gpt-4o", messages=MESSAGES, mock_response="hi")
+    assert response.choices[0].message.content == "hi"
+    assert observed.llm_spans() == []
+
+
 def test_failed_call_is_one_failed_span_and_the_same_error(
     observed: Observed, instrumented: Any, server
 ) -> None:

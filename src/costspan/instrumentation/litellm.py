@@ -170,10 +170,11 @@ def _route(model: str, custom_provider: str | None, api_base: str | None) -> tup
 
 
 def _start(state: Instrumentation, operation: str, kwargs: dict[str, Any]) -> CallSpan | None:
-    """The call's span, or None if it could not be started (the call then runs unobserved)."""
+    """The call's span, or None if it could not be started (the call then runs unobserved) or sends
+    no request (`mock_response`: LiteLLM answers itself, nothing is billed)."""
     try:
         model = kwargs.get("model")
-        if not isinstance(model, str) or not model:
+        if not isinstance(model, str) or not model or kwargs.get("mock_response") is not None:
             return None
         custom = kwargs.get("custom_llm_provider")
         base = kwargs.get("api_base") or kwargs.get("base_url")

@@ -1,4 +1,5 @@
-"""Stage 6: exporters that show costspan's attributes (the console cost tree).
+"""Stage 6: exporters that show costspan's attributes (the console cost tree), and the prices
+backends need to show the same costs (`phoenix_prices`: `costspan push-prices`).
 
 One job: present finished, priced spans. Imports: `attributes` and the stages below; never `setup`.
 """

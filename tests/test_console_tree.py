@@ -178,10 +178,10 @@ def test_unknown_model_and_failed_call_and_counts(h: Harness) -> None:
         rollup(0.00032, 3, **{attrs.ROLLUP_FAILED_CALLS: 2, attrs.ROLLUP_UNPRICED_CALLS: 1}),
     )
     assert h.text() == (
-        "task  $0.0003 total  3 calls  2 failed  1 unpriced  agent=triage step=route\n"
+        "task  $0.00032 total  3 calls  2 failed  1 unpriced  agent=triage step=route\n"
         "├─ chat my-finetune  unpriced (unknown model)  1,200 in / 80 out\n"
         "├─ chat gpt-4o-mini  FAILED RateLimitError\n"
-        "└─ chat gpt-4o  FAILED stream cut  $0.0003  100 in / 7 out\n"
+        "└─ chat gpt-4o  FAILED stream cut  $0.00032  100 in / 7 out\n"
     )
 
 
@@ -224,7 +224,7 @@ def test_two_interleaved_traces(h: Harness) -> None:
     h.end(b_call, {attrs.GEN_AI_USAGE_INPUT_TOKENS: 2000, attrs.GEN_AI_USAGE_OUTPUT_TOKENS: 200})
     h.end(b, rollup(0.00042, 1))
     assert h.text() == (
-        "task-b  $0.0004 total  1 call  customer=b\n└─ chat gpt-4o-mini  2,000 in / 200 out\n"
+        "task-b  $0.00042 total  1 call  customer=b\n└─ chat gpt-4o-mini  2,000 in / 200 out\n"
     )
     h.end(a, rollup(0.0035, 1))
     assert h.text().endswith(
@@ -371,3 +371,61 @@ def test_format_functions_are_pure(h: Harness) -> None:
         "root  $1.2346 total  4 calls  1 unpriced\n└─ agent  $1.2346"
     )
     provider.shutdown()
+
+
+def sonnet_4_5(input_tokens: int, output_tokens: int, cost: float) -> dict[str, Any]:
+    return {
+        attrs.GEN_AI_OPERATION_NAME: "chat",
+        attrs.GEN_AI_PROVIDER_NAME: "anthropic",
+        attrs.GEN_AI_REQUEST_MODEL: "claude-sonnet-4-5",
+        attrs.GEN_AI_RESPONSE_MODEL: "claude-sonnet-4-5-20250929",
+        attrs.GEN_AI_USAGE_INPUT_TOKENS: input_tokens,
+        attrs.GEN_AI_USAGE_OUTPUT_TOKENS: output_tokens,
+        attrs.GEN_AI_USAGE_COST: cost,
+    }
+
+
+def test_costs_below_a_cent_keep_their_significant_digits_and_a_tier_price_is_marked(h: Harness) -> None:
+    """A call that cost something never reads $0.0000; a call priced above the model's base tier
+    says which tier (claude-sonnet-4-5: $3 / $15 per million tokens, $6 / $22.50 above 200k input)."""
+    root = h.start("task")
+    tiny = h.start("chat gpt-4o-mini", root, chat("gpt-4o-mini"))
+    h.end(
+        tiny,
+        {
+            attrs.GEN_AI_USAGE_INPUT_TOKENS: 40,
+            attrs.GEN_AI_USAGE_OUTPUT_TOKENS: 20,
+            attrs.GEN_AI_USAGE_COST: 1.8e-05,
+        },
+    )
+    base = h.start("chat claude-sonnet-4-5", root)
+    h.end(base, sonnet_4_5(200_000, 400, 0.606))  # 200,000 is not above the tier start
+    above = h.start("chat claude-sonnet-4-5", root)
+    h.end(above, sonnet_4_5(250_000, 400, 1.509))
+    h.end(root, rollup(2.115018, 3))
+    assert h.text() == (
+        "task  $2.1150 total  3 calls\n"
+        "├─ chat gpt-4o-mini  $0.000018  40 in / 20 out\n"
+        "├─ chat claude-sonnet-4-5  $0.6060  200,000 in / 400 out\n"
+        "└─ chat claude-sonnet-4-5  $1.5090  250,000 in / 400 out  [price tier: over 200,000 input tokens]\n"
+    )
+
+
+@pytest.mark.parametrize(
+    ("usd", "printed"),
+    [
+        (0.0, "$0.0000"),
+        (1.8e-05, "$0.000018"),
+        (0.00036, "$0.00036"),
+        (0.000325, "$0.000325"),
+        (0.0001234567, "$0.0001235"),
+        (0.009, "$0.0090"),
+        (0.0035, "$0.0035"),
+        (0.1207, "$0.1207"),
+        (12.5, "$12.5000"),
+    ],
+)
+def test_money_format(usd: float, printed: str) -> None:
+    from costspan.exporters.console import money
+
+    assert money(usd) == printed

@@ -73,7 +73,11 @@ def test_hand_arithmetic() -> None:
 
 
 def dollars(amount: Decimal) -> str:
-    return f"${amount:.4f}"
+    """As the console cost tree prints it: 4 decimals; below a cent, up to 4 significant digits."""
+    if amount == 0 or amount >= Decimal("0.01"):
+        return f"${amount:.4f}"
+    significant = amount.quantize(Decimal(1).scaleb(amount.adjusted() - 3)).normalize()
+    return f"${significant:f}" if -significant.as_tuple().exponent > 4 else f"${amount:.4f}"
 
 
 @pytest.fixture(scope="module")
@@ -109,7 +113,7 @@ def test_every_agent_with_its_cost(demo_output: str) -> None:
     assert f"├─ invoke_agent person-research  {dollars(PERSON)}" in lines
     assert f"└─ invoke_agent summariser  {dollars(SUMMARY)}" in lines
     assert dollars(COMPANY) == "$0.1101"
-    assert dollars(PERSON) == "$0.0022"
+    assert dollars(PERSON) == "$0.002191"
     assert dollars(SUMMARY) == "$0.0218"
 
 

@@ -6,8 +6,10 @@ million tokens and the fake providers' token counts.
 
 from __future__ import annotations
 
+import json
 import os
 import re
+import socket
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
@@ -52,9 +54,13 @@ def usd6(value: Decimal) -> str:
     return f"${value:.6f}"
 
 
-def usd4(value: Decimal) -> str:
-    """How the console cost tree prints dollars (a float to 4 decimals)."""
-    return f"${float(value):.4f}"
+def tree_usd(value: Decimal) -> str:
+    """How the console cost tree prints dollars: 4 decimals; below a cent, more where needed to keep
+    up to 4 significant digits ($0.00036, not $0.0004)."""
+    if value == 0 or value >= Decimal("0.01"):
+        return f"${value:.4f}"
+    significant = value.quantize(Decimal(1).scaleb(value.adjusted() - 3)).normalize()
+    return f"${significant:f}" if -significant.as_tuple().exponent > 4 else f"${value:.4f}"
 
 
 GPT_4O_CALL = cost(GPT_4O, OPENAI_TOKENS)  # $0.006
@@ -151,7 +157,7 @@ def results(real_api: AllProvidersServer) -> dict[str, Result]:
     # Run alone, after the others: it counts what reaches the stand-in for the real APIs.
     real_api.requests.clear()
     done["multi_provider_all_keys"] = execute(
-        Run("multi_provider.py", (), offline_env(**ALL_KEYS, **real_api.environment()))
+        Run("multi_provider.py", (), offline_env(**{**real_api.environment(), **ALL_KEYS}))
     )
     return done
 
@@ -214,7 +220,7 @@ def unordered(nodes: tuple[Node, ...]) -> tuple[Node, ...]:
 
 def root_line(name: str, total: Decimal, calls: str, attribution: str) -> re.Pattern[str]:
     return re.compile(
-        re.escape(f"{name}  {usd4(total)} total  {calls}  {attribution} task_id=") + r"[0-9a-f]{32}$"
+        re.escape(f"{name}  {tree_usd(total)} total  {calls}  {attribution} task_id=") + r"[0-9a-f]{32}$"
     )
 
 
@@ -247,30 +253,30 @@ LEAD_TOTAL = COMPANY_RESEARCH + PERSON_RESEARCH + WRITER  # $0.12072
 
 
 def lead_tree() -> tuple[Node, ...]:
-    mini = f"chat gpt-4o-mini  {usd4(GPT_4O_MINI_CALL)}  {OPENAI_USAGE_TEXT}"
+    mini = f"chat gpt-4o-mini  {tree_usd(GPT_4O_MINI_CALL)}  {OPENAI_USAGE_TEXT}"
     return (
         node(
-            f"invoke_agent company-research  {usd4(COMPANY_RESEARCH)}",
-            node(f"search  {usd4(GPT_4O_MINI_CALL)}", node(mini)),
-            node(f"execute_tool clearbit.enrich  {usd4(CLEARBIT)}"),
+            f"invoke_agent company-research  {tree_usd(COMPANY_RESEARCH)}",
+            node(f"search  {tree_usd(GPT_4O_MINI_CALL)}", node(mini)),
+            node(f"execute_tool clearbit.enrich  {tree_usd(CLEARBIT)}"),
             node(
-                f"extract  {usd4(GPT_4O_CALL)}",
-                node(f"chat gpt-4o  {usd4(GPT_4O_CALL)}  {OPENAI_USAGE_TEXT}"),
+                f"extract  {tree_usd(GPT_4O_CALL)}",
+                node(f"chat gpt-4o  {tree_usd(GPT_4O_CALL)}  {OPENAI_USAGE_TEXT}"),
             ),
         ),
         node(
-            f"invoke_agent person-research  {usd4(PERSON_RESEARCH)}",
-            node(f"find-contacts  {usd4(GPT_4O_MINI_CALL)}", node(mini)),
+            f"invoke_agent person-research  {tree_usd(PERSON_RESEARCH)}",
+            node(f"find-contacts  {tree_usd(GPT_4O_MINI_CALL)}", node(mini)),
             node(
-                f"score  {usd4(HAIKU_CALL)}",
-                node(f"chat claude-haiku-4-5  {usd4(HAIKU_CALL)}  {ANTHROPIC_USAGE_TEXT}"),
+                f"score  {tree_usd(HAIKU_CALL)}",
+                node(f"chat claude-haiku-4-5  {tree_usd(HAIKU_CALL)}  {ANTHROPIC_USAGE_TEXT}"),
             ),
         ),
         node(
-            f"invoke_agent writer  {usd4(WRITER)}",
+            f"invoke_agent writer  {tree_usd(WRITER)}",
             node(
-                f"draft-email  {usd4(WRITER)}",
-                node(f"chat claude-sonnet-4-6  {usd4(SONNET_CALL)}  {ANTHROPIC_USAGE_TEXT}"),
+                f"draft-email  {tree_usd(WRITER)}",
+                node(f"chat claude-sonnet-4-6  {tree_usd(SONNET_CALL)}  {ANTHROPIC_USAGE_TEXT}"),
             ),
         ),
     )
@@ -329,7 +335,7 @@ REACT_TOOLS = ["lookup_population", "lookup_population", "divide"]
 
 def react_think(turn: int) -> Node:
     tokens_in, tokens_out = REACT_TURNS[turn - 1]
-    price = usd4(REACT_CALLS[turn - 1])
+    price = tree_usd(REACT_CALLS[turn - 1])
     return node(f"think {turn}  {price}", node(f"chat gpt-4o  {price}  {tokens_in} in / {tokens_out} out"))
 
 
@@ -344,7 +350,7 @@ def test_react_loop_until_the_model_answers(results: dict[str, Result]) -> None:
     root, children = one_tree(stdout, "react-research")
     assert root_line("react-research", total, "4 calls", "customer=cus_4410 feature=assistant").match(root)
     turns = (react_think(1), react_act(1), react_think(2), react_act(2), react_think(3), react_act(3))
-    assert children == (node(f"invoke_agent react  {usd4(total)}", *turns, react_think(4)),)
+    assert children == (node(f"invoke_agent react  {tree_usd(total)}", *turns, react_think(4)),)
     assert stdout.splitlines()[-3:] == [
         "answer: About 6.45 times: France has 68.4 million people, Portugal 10.6 million.",
         f"react-research for cus_4410: {usd6(total)} in 4 LLM calls",
@@ -381,7 +387,7 @@ def test_react_loop_budget_refuses_the_call_past_the_limit(results: dict[str, Re
         node("chat gpt-4o  FAILED BudgetExceeded  [budget task: refused, spent $0.0049 of $0.003]"),
     )
     turns = (react_think(1), react_act(1), react_think(2), react_act(2), react_think(3), react_act(3))
-    assert children == (node(f"invoke_agent react  {usd4(spent)}", *turns, refused),)
+    assert children == (node(f"invoke_agent react  {tree_usd(spent)}", *turns, refused),)
     assert stdout.splitlines()[-3:] == [
         "no answer",
         f"react-research for cus_4410: {usd6(spent)} in 4 LLM calls (1 refused or failed)",
@@ -407,20 +413,23 @@ def test_document_pipeline_rolls_up_across_threads(results: dict[str, Result]) -
     # The chunk steps ran in worker threads: each is still a child of `map` and its cost reached it.
     chunk_steps = [
         node(
-            f"summarise chunk {i}  {usd4(HAIKU_CALL)}",
-            node(f"chat claude-haiku-4-5  {usd4(HAIKU_CALL)}  {ANTHROPIC_USAGE_TEXT}"),
+            f"summarise chunk {i}  {tree_usd(HAIKU_CALL)}",
+            node(f"chat claude-haiku-4-5  {tree_usd(HAIKU_CALL)}  {ANTHROPIC_USAGE_TEXT}"),
         )
         for i in range(1, chunks + 1)
     ]
     expected = (
-        node(f"map  {usd4(map_total)}", *chunk_steps),
+        node(f"map  {tree_usd(map_total)}", *chunk_steps),
         node(
-            f"synthesise  {usd4(SONNET_CALL)}",
-            node(f"chat claude-sonnet-4-6  {usd4(SONNET_CALL)}  {ANTHROPIC_USAGE_TEXT}"),
+            f"synthesise  {tree_usd(SONNET_CALL)}",
+            node(f"chat claude-sonnet-4-6  {tree_usd(SONNET_CALL)}  {ANTHROPIC_USAGE_TEXT}"),
         ),
     )
     assert unordered(children) == unordered(expected)
-    assert [label for label, _ in children] == [f"map  {usd4(map_total)}", f"synthesise  {usd4(SONNET_CALL)}"]
+    assert [label for label, _ in children] == [
+        f"map  {tree_usd(map_total)}",
+        f"synthesise  {tree_usd(SONNET_CALL)}",
+    ]
     assert stdout.splitlines()[-3:] == [
         f"summarise-document for cus_2207: {usd6(total)} in 7 LLM calls",
         f"  map         {usd6(map_total)}  (6 LLM calls)",
@@ -449,20 +458,20 @@ def test_multi_provider(results: dict[str, Result]) -> None:
     assert Decimal("0.028225") == MULTI_TOTAL
     root, children = one_tree(stdout, "market-brief")
     assert root_line("market-brief", MULTI_TOTAL, "4 calls", "customer=cus_7731 feature=briefs").match(root)
-    sonnet = node(f"chat claude-sonnet-4-6  {usd4(SONNET_CALL)}  {ANTHROPIC_USAGE_TEXT}")
+    sonnet = node(f"chat claude-sonnet-4-6  {tree_usd(SONNET_CALL)}  {ANTHROPIC_USAGE_TEXT}")
     assert children == (
         node(
-            f"invoke_agent planner  {usd4(GPT_4O_CALL)}",
-            node(f"chat gpt-4o  {usd4(GPT_4O_CALL)}  {OPENAI_USAGE_TEXT}"),
+            f"invoke_agent planner  {tree_usd(GPT_4O_CALL)}",
+            node(f"chat gpt-4o  {tree_usd(GPT_4O_CALL)}  {OPENAI_USAGE_TEXT}"),
         ),
         node(
-            f"invoke_agent executor  {usd4(2 * SONNET_CALL)}",
-            node(f"research  {usd4(SONNET_CALL)}", sonnet),
-            node(f"write  {usd4(SONNET_CALL)}", sonnet),
+            f"invoke_agent executor  {tree_usd(2 * SONNET_CALL)}",
+            node(f"research  {tree_usd(SONNET_CALL)}", sonnet),
+            node(f"write  {tree_usd(SONNET_CALL)}", sonnet),
         ),
         node(
-            f"invoke_agent verifier  {usd4(FLASH_CALL)}",
-            node(f"generate_content gemini-2.5-flash  {usd4(FLASH_CALL)}  {GEMINI_USAGE_TEXT}"),
+            f"invoke_agent verifier  {tree_usd(FLASH_CALL)}",
+            node(f"generate_content gemini-2.5-flash  {tree_usd(FLASH_CALL)}  {GEMINI_USAGE_TEXT}"),
         ),
     )
     assert stdout.splitlines()[-4:] == multi_summary()
@@ -517,7 +526,7 @@ def test_web_service_bills_each_customer_from_the_auth_header(results: dict[str,
         result,
         allowed_stderr=[
             f"costspan: customer budget (customer cus_acme) exceeded: limit $0.0200, spent "
-            f"{usd4(acme)}; calls are refused"
+            f"{tree_usd(acme)}; calls are refused"
         ],
     )
     responses = [line for line in stdout.splitlines() if re.match(r"^\d{3} sk-", line)]
@@ -542,7 +551,7 @@ def test_web_service_bills_each_customer_from_the_auth_header(results: dict[str,
     # One tree per authorised request, attributed to the key's customer; the refused one sent nothing.
     found = trees(stdout, "answer-question")
     assert len(found) == 7
-    call = node(f"chat gpt-4o  {usd4(GPT_4O_CALL)}  {OPENAI_USAGE_TEXT}")
+    call = node(f"chat gpt-4o  {tree_usd(GPT_4O_CALL)}  {OPENAI_USAGE_TEXT}")
     customers = []
     for root, children in found:
         match = re.search(r"customer=(\S+) feature=support-chat", root)
@@ -552,11 +561,11 @@ def test_web_service_bills_each_customer_from_the_auth_header(results: dict[str,
             assert children == (
                 node(
                     "chat gpt-4o  FAILED BudgetExceeded  "
-                    f"[budget customer: refused, spent {usd4(acme)} of $0.0200]"
+                    f"[budget customer: refused, spent {tree_usd(acme)} of $0.0200]"
                 ),
             )
         else:
-            assert root.startswith(f"answer-question  {usd4(GPT_4O_CALL)} total  1 call  customer=")
+            assert root.startswith(f"answer-question  {tree_usd(GPT_4O_CALL)} total  1 call  customer=")
             assert children == (call,)
     assert customers == ["cus_acme"] * 5 + ["cus_globex"] * 2
 
@@ -566,28 +575,99 @@ def test_web_service_bills_each_customer_from_the_auth_header(results: dict[str,
 # --------------------------------------------------------------------------------------------------
 
 
-def test_fake_providers_cli_serves_the_real_sdks() -> None:
-    from openai import OpenAI
+# What a shell runs after eval-ing the fake's output: the SDK clients built with no arguments.
+SDK_CALLS = """
+import json
+from anthropic import Anthropic
+from google import genai
+from openai import OpenAI
 
+hi = [{"role": "user", "content": "hi"}]
+chat = OpenAI(max_retries=0).chat.completions.create(model="gpt-4o", messages=hi)
+message = Anthropic(max_retries=0).messages.create(
+    model="claude-haiku-4-5", max_tokens=64, messages=hi
+)
+client = genai.Client()  # kept: a Client closes its connection when collected
+gemini = client.models.generate_content(model="gemini-2.5-flash", contents="hi")
+print(json.dumps({
+    "openai": [chat.usage.prompt_tokens, chat.usage.completion_tokens],
+    "anthropic": [message.usage.input_tokens, message.usage.output_tokens],
+    "gemini": [gemini.usage_metadata.prompt_token_count, gemini.usage_metadata.candidates_token_count],
+}))
+"""
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _start_fake_cli(*args: str) -> tuple[subprocess.Popen[str], list[str]]:
+    """The CLI started as a user would; its lines up to the closing `#` comment."""
     process = subprocess.Popen(
-        [sys.executable, "-m", "costspan.testing.all_providers"],
+        [sys.executable, "-m", "costspan.testing.all_providers", *args],
         env=offline_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+    assert process.stdout is not None
+    lines = []
+    for line in process.stdout:
+        lines.append(line.rstrip("\n"))
+        if line.startswith("#"):
+            break
+    return process, lines
+
+
+def test_fake_providers_cli_prints_what_a_shell_needs() -> None:
+    """`eval` of the CLI's output is all a shell needs: OpenAI(), Anthropic() and genai.Client()
+    then reach the fake with no argument and no key of the user's."""
+    port = _free_port()
+    process, lines = _start_fake_cli("--port", str(port))
     try:
-        assert process.stdout is not None
-        exports = dict(
-            process.stdout.readline().removeprefix("export ").strip().split("=", 1) for _ in range(3)
+        base = f"http://127.0.0.1:{port}"
+        assert lines[:-1] == [
+            f"export OPENAI_BASE_URL={base}/v1",
+            f"export ANTHROPIC_BASE_URL={base}",
+            f"export GOOGLE_GEMINI_BASE_URL={base}",
+            "export OPENAI_API_KEY=costspan-fake-key",
+            "export ANTHROPIC_API_KEY=costspan-fake-key",
+            "export GEMINI_API_KEY=costspan-fake-key",
+        ]
+        assert lines[-1].startswith("# ")
+        shell = subprocess.run(
+            ["bash", "-c", 'eval "$FAKE_EXPORTS" && exec "$PYTHON" -c "$SDK_CALLS"'],
+            env=offline_env(FAKE_EXPORTS="\n".join(lines), PYTHON=sys.executable, SDK_CALLS=SDK_CALLS),
+            capture_output=True,
+            text=True,
+            timeout=120,
         )
-        assert set(exports) == set(BASE_URL_VARIABLES)
-        assert re.fullmatch(r"http://127\.0\.0\.1:\d+/v1", exports["OPENAI_BASE_URL"])
-        client = OpenAI(base_url=exports["OPENAI_BASE_URL"], api_key="any", max_retries=0)
-        reply = client.chat.completions.create(model="gpt-4o", messages=[{"role": "user", "content": "hi"}])
-        assert reply.model == "gpt-4o-2024-08-06"
-        assert reply.usage is not None
-        assert (reply.usage.prompt_tokens, reply.usage.completion_tokens) == OPENAI_TOKENS
+        assert shell.returncode == 0, shell.stderr
+        assert json.loads(shell.stdout) == {
+            "openai": list(OPENAI_TOKENS),
+            "anthropic": list(ANTHROPIC_TOKENS),
+            "gemini": list(GEMINI_TOKENS),
+        }
     finally:
         process.terminate()
         process.wait(timeout=10)
+
+
+def test_fake_providers_cli_port_in_use_is_a_clear_error() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "costspan.testing.all_providers", "--port", str(port)],
+            env=offline_env(),
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 2
+    assert done.stdout == ""
+    assert f"cannot listen on 127.0.0.1:{port}" in done.stderr
+    assert "Traceback" not in done.stderr

@@ -18,6 +18,7 @@ that need no exporter.
 
 from __future__ import annotations
 
+import math
 import sys
 import threading
 from collections import OrderedDict
@@ -31,7 +32,8 @@ from opentelemetry.trace import StatusCode
 
 from costspan import attributes as attrs
 from costspan.budget.errors import format_usd
-from costspan.rollup.usage import InvalidUsage, usage_of
+from costspan.pricing.shared import shared_rate_card
+from costspan.rollup.usage import InvalidUsage, model_of, provider_of, usage_of
 
 __all__ = [
     "DEFAULT_MAX_BUFFERED_SPANS",
@@ -89,9 +91,21 @@ def _count(value: object) -> int | None:
     return None
 
 
+_CENT = 0.01
+_SIGNIFICANT = 4
+
+
 def money(usd: float) -> str:
-    """`$0.1439`: US dollars with 4 decimals."""
-    return f"${usd:.4f}"
+    """US dollars with 4 decimals (`$0.1439`, `$0.0090`); below a cent with more where needed to
+    keep up to 4 significant digits (`$0.000018`, `$0.00036`), so that a call that cost something
+    never reads `$0.0000`."""
+    if usd == 0 or not math.isfinite(usd) or abs(usd) >= _CENT:
+        return f"${usd:.4f}"
+    amount = Decimal(repr(usd))
+    rounded = amount.quantize(Decimal(1).scaleb(amount.adjusted() - _SIGNIFICANT + 1)).normalize()
+    if abs(rounded) >= Decimal("0.01") or -rounded.as_tuple().exponent <= 4:  # type: ignore[operator]
+        return f"${usd:.4f}"
+    return f"${rounded:f}"
 
 
 def is_llm_call(span: ReadableSpan) -> bool:
@@ -118,14 +132,37 @@ def _failure(span: ReadableSpan) -> str:
     return f"FAILED {error_type}"
 
 
-def _tokens(span: ReadableSpan) -> str | None:
-    """`2,480 in (1,024 cached, 300 cache write) / 514 out (120 reasoning)`, or None without usage."""
+def _usage(span: ReadableSpan) -> tuple[int, int, int, int, int] | None:
+    """(input, output, cache read, cache write, reasoning), normalised across instrumentations as
+    the processor reads them; None without (valid) usage."""
     scope = span.instrumentation_scope
-    try:  # normalised across instrumentations, as the processor reads them
-        usage = usage_of(_attributes(span), scope.name if scope is not None else None)
+    try:
+        return usage_of(_attributes(span), scope.name if scope is not None else None)
     except InvalidUsage:
         return None
+
+
+def _tokens(span: ReadableSpan) -> str | None:
+    """`2,480 in (1,024 cached, 300 cache write) / 514 out (120 reasoning)`, or None without usage."""
+    usage = _usage(span)
     return None if usage is None else _token_text(*usage)
+
+
+def _tier(span: ReadableSpan) -> str | None:
+    """`[price tier: over 200,000 input tokens]` when the call was priced above the model's base
+    tier (the rate card's tiers by input tokens, cache included), else None."""
+    attributes = _attributes(span)
+    model = model_of(attributes)
+    usage = _usage(span)
+    if model is None or usage is None or _number(attributes.get(attrs.GEN_AI_USAGE_COST)) is None:
+        return None
+    try:
+        start = shared_rate_card().tier_start(
+            provider_of(attributes), model, input_tokens=usage[0], start_time_ns=span.start_time or 0
+        )
+    except Exception:  # a console line is never worth an exception in the export path
+        return None
+    return None if start is None else f"[price tier: over {start:,} input tokens]"
 
 
 def _token_text(
@@ -170,6 +207,9 @@ def _call_parts(span: ReadableSpan) -> list[str]:
         tokens = _tokens(span)
         if tokens is not None:
             parts.append(tokens)
+        tier = _tier(span)
+        if tier is not None:
+            parts.append(tier)
     parts.extend(_budget_notes(span))
     return parts
 

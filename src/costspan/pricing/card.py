@@ -12,7 +12,7 @@ from .bundled import BundledPrices
 from .money import PriceBreakdown, UsdCost
 from .normalise import candidates, provider_hint
 from .overrides import OverrideEntry, OverrideTable, load_overrides
-from .pricers import Pricer
+from .pricers import CompiledPricer, FallbackPricer, Pricer
 from .providers import map_provider
 
 _ABSENT: Any = object()
@@ -41,6 +41,17 @@ class _Layered:
             if entry.from_ns is None or entry.from_ns <= ts_ns:
                 return entry
         return self.base
+
+
+# Usages that meet every price a model can have: the lowest tier with a little of each kind, and above
+# any tier start with every token kind (input, output, cache read, cache write, reasoning).
+_FREE_PROBES = (
+    (2, 2, 0, 0, 1),
+    (2, 1, 1, 0, 0),
+    (2, 1, 0, 1, 0),
+    (10**10, 10**10, 0, 0, 10**9),
+    (10**10, 1, 10**9, 10**9, 0),
+)
 
 
 def _check_usage(inp: int, out: int, cr: int, cw: int, rs: int) -> None:
@@ -180,6 +191,38 @@ class RateCard:
         ``price()`` validates them (``.cost_usd(...)``: the same figures in USD, see
         ``costspan.pricing.money.usd_cost``)."""
         return self._lookup(provider, model)
+
+    def tier_start(
+        self, provider: str | None, model: str, *, input_tokens: int, start_time_ns: int
+    ) -> int | None:
+        """The input-token count above which the price tier that prices this call begins, e.g.
+        200000 for a claude-sonnet-4-5 call with more than 200k input tokens (cache included); None
+        when the model's base prices apply (or the card does not know it)."""
+        pricer: Any = self._lookup(provider, model)
+        if isinstance(pricer, _Layered):
+            pricer = pricer._in_force(start_time_ns)
+        if isinstance(pricer, CompiledPricer):
+            compiled = pricer.model
+            price = compiled.first if not compiled.conditional else compiled.select(start_time_ns)
+            for start, _ in price.tiers:  # highest start first
+                if input_tokens > start:
+                    return start
+        elif isinstance(pricer, FallbackPricer):
+            return pricer.tier_start(input_tokens, start_time_ns)
+        return None
+
+    def is_free(self, provider: str | None, model: str, *, start_time_ns: int) -> bool:
+        """Whether a call to the model costs $0 whatever its usage: the card prices it, and every
+        price in force at ``start_time_ns`` (each token kind, each tier, any per-call fee) is zero,
+        as for a model priced at 0 in an override file. False for a model the card does not know."""
+        pricer = self._lookup(provider, model)
+        if pricer is None:
+            return False
+        for usage in _FREE_PROBES:
+            cost = pricer.cost(*usage, start_time_ns)
+            if cost is None or cost.total != 0:
+                return False
+        return True
 
     def is_known(self, provider: str | None, model: str) -> bool:
         """Whether this card has any price for the model (at some time)."""

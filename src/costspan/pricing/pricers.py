@@ -117,3 +117,15 @@ class FallbackPricer:
 
     def cost_usd(self, inp: int, out: int, cr: int, cw: int, rs: int, ts_ns: int) -> UsdCost:
         return usd_cost(self.cost(inp, out, cr, cw, rs, ts_ns))
+
+    def tier_start(self, inp: int, ts_ns: int) -> int | None:
+        """The start of the highest price tier that `inp` input tokens cross, else None."""
+        price = self.model.get_prices(datetime_from_ns(ts_ns))
+        crossed = [
+            tier.start
+            for value in vars(price).values()
+            if isinstance(value, gp.TieredPrices)
+            for tier in value.tiers
+            if inp > tier.start
+        ]
+        return max(crossed, default=None)

@@ -61,14 +61,16 @@ class _QuietHTTPServer(ThreadingHTTPServer):
 
 
 class FakeProviderServer:
-    """Start with `with FakeProviderServer() as server:`; `server.base_url` is where to point SDKs."""
+    """Start with `with FakeProviderServer() as server:`; `server.base_url` is where to point SDKs.
 
-    def __init__(self) -> None:
+    `port` 0 (the default) takes a free port; a port in use raises OSError here."""
+
+    def __init__(self, port: int = 0) -> None:
         self._routes: list[tuple[str, re.Pattern[str], Handler]] = []
         self._scripted: deque[tuple[re.Pattern[str] | None, Reply]] = deque()
         self._lock = threading.Lock()
         self.requests: list[Request] = []
-        self._httpd = _QuietHTTPServer(("127.0.0.1", 0), self._handler_class())
+        self._httpd = _QuietHTTPServer(("127.0.0.1", port), self._handler_class())
         self._thread: threading.Thread | None = None
 
     @property

@@ -108,6 +108,15 @@ def _restore_tool_cost_metric() -> Iterator[None]:
     metrics._TOOL_COST[:] = before
 
 
+@pytest.fixture(autouse=True)
+def _fresh_metric_dimension_values(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The bound on distinct metric dimension values is process-wide: each test starts with none
+    admitted and the default limit (a whole suite uses more customer ids than the limit)."""
+    from costspan.telemetry import metrics
+
+    monkeypatch.setattr(metrics, "DIMENSION_VALUES", metrics.DimensionValueLimit())
+
+
 @pytest.fixture
 def cost_parts() -> Iterator[None]:
     """Priced calls also carry their cost parts (as with COSTSPAN_COST_ATTRIBUTES=parts)."""
@@ -120,6 +129,16 @@ def cost_parts() -> Iterator[None]:
 def _restore_cost_parts() -> Iterator[None]:
     yield
     write_cost_parts(False)
+
+
+@pytest.fixture(autouse=True)
+def _restore_task_run_metrics() -> Iterator[None]:
+    """configure() points task-run metrics at its MeterProvider: keep that from leaking too."""
+    from costspan.telemetry import task_metrics
+
+    before = list(task_metrics._TASK_METRICS)
+    yield
+    task_metrics._TASK_METRICS[:] = before
 
 
 @pytest.fixture

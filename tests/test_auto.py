@@ -25,7 +25,7 @@ CUSTOMER = "cus_zero_7"
 FEATURE = "lead-gen"
 SERVICE = "zero-code-app"
 # Only the SDK the app uses: keeps each child's start-up short.
-ONLY_OPENAI = "costspan_anthropic,costspan_google_genai"
+ONLY_OPENAI = "costspan_anthropic,costspan_google_genai,costspan_litellm"
 
 APP = """
 import os
@@ -218,6 +218,38 @@ def test_traces_exporter_costspan_prints_the_cost_tree(server: FakeProviderServe
         "├─ chat gpt-4o  $0.0045  1,000 in / 200 out",
         "└─ chat gpt-4o  $0.0045  1,000 in / 200 out",
     ]
+
+
+def test_traces_exporter_costspan_alone_sends_no_metrics_unless_asked(
+    sink: OtlpHttpSink, server: FakeProviderServer, tmp_path: Path
+) -> None:
+    """`--traces_exporter costspan` with OTEL_METRICS_EXPORTER unset: the tree, and no metrics sent to
+    the OTLP endpoint (a local run has no collector: each export would fail and log); naming
+    `otlp` for metrics, or adding `otlp` to the traces exporters, still sends them."""
+    app = write_app(tmp_path, app_source())
+    env = clean_env(
+        OTEL_PYTHON_DISABLED_INSTRUMENTATIONS=ONLY_OPENAI,
+        FAKE_OPENAI_URL=server.base_url,
+        OTEL_EXPORTER_OTLP_PROTOCOL="http/protobuf",
+        OTEL_EXPORTER_OTLP_ENDPOINT=sink.endpoint,
+    )
+    del env["OTEL_TRACES_EXPORTER"], env["OTEL_METRICS_EXPORTER"], env["OTEL_LOGS_EXPORTER"]
+    result = run_instrumented(app, env, "--traces_exporter", "costspan")
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ""
+    assert "enrich  $0.0090 total  2 calls" in result.stdout
+    assert sink.points() == [] and sink.spans() == []
+
+    for metrics_env, traces_exporter in (
+        ({"OTEL_METRICS_EXPORTER": "otlp"}, "costspan"),
+        ({}, "otlp,costspan"),
+    ):
+        with OtlpHttpSink() as other:
+            other_env = {**env, **metrics_env, "OTEL_EXPORTER_OTLP_ENDPOINT": other.endpoint}
+            result = run_instrumented(app, other_env, "--traces_exporter", traces_exporter)
+            assert result.returncode == 0, result.stderr
+            assert sum(p.value for p in cost_points(other)) == pytest.approx(float(2 * CALL_COST))
+            assert len(llm_spans(other)) == (2 if "otlp" in traces_exporter else 0)
 
 
 def test_traces_exporter_otlp_and_costspan_together(

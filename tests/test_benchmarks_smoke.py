@@ -64,3 +64,15 @@ def test_export_workloads_send_every_span_to_rotel(call: str, spans_per_op: int,
             del os.environ["BENCH_OTLP_ENDPOINT"]
     assert spans == (2 + bench_export.WARM_UP) * spans_per_op  # warm-up included: all reached rotel
     assert body_bytes > 300 * spans
+
+
+@pytest.mark.parametrize("name", ["requests_today", "requests_returned_cost"])
+def test_http_client_workloads_run(name: str) -> None:
+    pytest.importorskip("opentelemetry.instrumentation.requests")
+    import http_client_workloads
+    from opentelemetry.instrumentation.requests import RequestsInstrumentor
+
+    try:
+        http_client_workloads.WORKLOADS[name]()(3)
+    finally:
+        RequestsInstrumentor().uninstrument()

@@ -633,6 +633,47 @@ def test_a_failing_ledger_never_breaks_the_call(
     assert observed.llm_spans()[0].attributes["gen_ai.usage.cost"] == float(GPT4O_CALL)
 
 
+def test_a_call_that_cannot_cost_anything_passes_a_spent_budget(
+    observed: Any, server: FakeProviderServer, client: OpenAI
+) -> None:
+    """A model priced at $0 (here an override entry: a local model) cannot overspend: it is sent and
+    priced at $0 while every priced call is refused; a warn budget records nothing for it."""
+    card = costspan.RateCard.default().with_overrides(
+        {"models": [{"model": "local-llm", "input_per_mtok": 0, "output_per_mtok": 0}]}
+    )
+    inst = OpenAIInstrumentor()
+    inst.instrument(
+        tracer_provider=observed.tracer_provider, meter_provider=observed.meter_provider, rate_card=card
+    )
+    try:
+        with costspan.budget(GPT4O_CALL, scope="block") as spend:
+            chat(client)  # spends the whole budget
+            with pytest.raises(BudgetExceeded):
+                chat(client)
+            free = chat(client, model="local-llm")
+            with pytest.raises(BudgetExceeded):
+                chat(client, model="gpt-4o-mini")
+        assert free.choices[0].message.content
+        assert spend.spent_usd == GPT4O_CALL
+        assert [r.json()["model"] for r in chat_requests(server)] == ["gpt-4o", "local-llm"]
+        with costspan.budget(GPT4O_CALL, scope="block", on_exceed="warn"):
+            chat(client)
+            chat(client, model="local-llm")
+    finally:
+        inst.uninstrument()
+    spans = observed.llm_spans()
+    assert [(s.attributes["gen_ai.request.model"], s.status.status_code) for s in spans] == [
+        ("gpt-4o", StatusCode.UNSET),
+        ("gpt-4o", StatusCode.ERROR),
+        ("local-llm", StatusCode.UNSET),
+        ("gpt-4o-mini", StatusCode.ERROR),
+        ("gpt-4o", StatusCode.UNSET),
+        ("local-llm", StatusCode.UNSET),
+    ]
+    assert spans[2].attributes["gen_ai.usage.cost"] == 0.0
+    assert budget_events(spans[2]) == [] and budget_events(spans[5]) == []
+
+
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
@@ -705,12 +746,12 @@ def test_console_tree_shows_downgrades_warnings_and_refusals(
         inst.uninstrument()
         provider.shutdown()
     lines = out.getvalue().splitlines()
-    assert lines[0].startswith("triage  $0.0008 total  5 calls  1 failed  task_id=")
+    assert lines[0].startswith("triage  $0.000826 total  5 calls  1 failed  task_id=")
     assert lines[1:] == [
         "├─ chat gpt-4o  $0.0007  120 in / 40 out",
-        "├─ chat gpt-4o-mini  $0.0000  120 in / 40 out  [budget: downgraded from gpt-4o]",
-        "├─ chat gpt-4o-mini  $0.0000  120 in / 40 out",
-        "├─ chat gpt-4o-mini  $0.0000  120 in / 40 out  [budget block: over the limit, spent $0.000042 of "
+        "├─ chat gpt-4o-mini  $0.000042  120 in / 40 out  [budget: downgraded from gpt-4o]",
+        "├─ chat gpt-4o-mini  $0.000042  120 in / 40 out",
+        "├─ chat gpt-4o-mini  $0.000042  120 in / 40 out  [budget block: over the limit, spent $0.000042 of "
         "$0.000042]",
         "└─ chat gpt-4o-mini  FAILED BudgetExceeded  [budget: downgraded from gpt-4o]  "
         "[budget task: refused, spent $0.000826 of $0.000826]",

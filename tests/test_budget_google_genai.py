@@ -102,3 +102,19 @@ def test_async_client_and_stream_are_refused_before_any_request(
     assert outcomes[-2:] == ["call refused", "stream refused"]
     assert set(outcomes[:-2]) == {"chunk"}
     assert len(server.requests) == 1
+
+
+def test_a_model_the_card_prices_at_zero_passes_a_spent_budget(
+    instrumented: Any, observed: Any, server: FakeProviderServer, client: genai.Client
+) -> None:
+    """Gemma on the Gemini API is $0 on the bundled card: it cannot overspend a spent budget."""
+    with costspan.budget(FLASH_CALL, scope="block"):
+        client.models.generate_content(model="gemini-2.5-flash", contents="hi")
+        with pytest.raises(BudgetExceeded):
+            client.models.generate_content(model="gemini-2.5-flash", contents="hi")
+        reply = client.models.generate_content(model="gemma-3-27b-it", contents="hi")
+    assert reply.usage_metadata is not None
+    assert models_requested(server) == ["gemini-2.5-flash", "gemma-3-27b-it"]
+    gemma = observed.llm_spans()[-1]
+    assert gemma.attributes["gen_ai.request.model"] == "gemma-3-27b-it"
+    assert gemma.attributes["gen_ai.usage.cost"] == 0.0

@@ -241,14 +241,14 @@ def test_chain_returns_every_service_spend_to_the_callers_task(
     assert lines[:3] == ["from B and from C", "from C", "500"]
     assert lines[-1] == "[('accepted', 3)]"
     # The console tree (README "Cost across services"): each call to a service on one line.
-    assert lines[3].startswith("enrich  $0.0103 total  7 calls  ($0.0059 in other services)  customer=cus_")
+    assert lines[3].startswith("enrich  $0.0103 total  7 calls  ($0.00585 in other services)  customer=cus_")
     assert lines[4:-1] == [
         "├─ chat gpt-4o  $0.0045  1,000 in / 200 out",
-        "├─ research  $0.0050",
-        "│  └─ GET  $0.0050 remote  3 calls  3,000 in / 600 out",
-        "└─ summarise  $0.0008",
-        "   ├─ GET  $0.0005 remote  2 calls  2,000 in / 400 out",
-        "   └─ GET  $0.0003 remote  1 call  1,000 in / 200 out",
+        "├─ research  $0.00504",
+        "│  └─ GET  $0.00504 remote  3 calls  3,000 in / 600 out",
+        "└─ summarise  $0.00081",
+        "   ├─ GET  $0.00054 remote  2 calls  2,000 in / 400 out",
+        "   └─ GET  $0.00027 remote  1 call  1,000 in / 200 out",
     ]
 
     c_answer = 2 * GPT_4O_MINI
@@ -341,12 +341,12 @@ def test_console_tree_shows_each_remote_call_on_one_line(
             timeout_s=TIMEOUT_S,
         )
     assert a.stdout.splitlines() == [
-        "enrich  $0.0053 total  4 calls  ($0.0053 in other services)  customer=cus_tree"
+        "enrich  $0.00531 total  4 calls  ($0.00531 in other services)  customer=cus_tree"
         + f" task_id={a.stdout.split('task_id=')[1].split()[0]}",
-        "├─ research  $0.0050",
-        "│  └─ GET  $0.0050 remote  3 calls  3,000 in / 600 out",
-        "└─ stream  $0.0003",
-        "   └─ GET  $0.0003 remote  1 call  1,000 in / 200 out",
+        "├─ research  $0.00504",
+        "│  └─ GET  $0.00504 remote  3 calls  3,000 in / 600 out",
+        "└─ stream  $0.00027",
+        "   └─ GET  $0.00027 remote  1 call  1,000 in / 200 out",
     ]
     # The streamed response returned the call made before its headers; C's own span has both.
     (streamed,) = [

@@ -88,3 +88,31 @@ REMOTE_LLM_CALLS: Final = "costspan.remote.llm_calls"
 REMOTE_INPUT_TOKENS: Final = "costspan.remote.input_tokens"
 REMOTE_OUTPUT_TOKENS: Final = "costspan.remote.output_tokens"
 REMOTE_STATUS_ACCEPTED: Final = "accepted"
+# Other recorders of the same call (costspan.rollup.matching): on a call span that describes a
+# provider request another span already counts. It carries no `gen_ai.usage.cost`.
+STATUS_DUPLICATE: Final = "duplicate"
+COST_COUNTED_IN: Final = "costspan.cost.counted_in"  # the span id (16 hex digits) that carries the cost
+GEN_AI_RESPONSE_ID: Final = "gen_ai.response.id"
+# A cost the recording library reports itself (LiteLLM's OTel callback): taken as the span's cost.
+GEN_AI_COST_TOTAL: Final = "gen_ai.cost.total_cost"
+PRICE_SOURCE_REPORTED: Final = "reported:gen_ai.cost.total_cost"
+# Task runs (issue 28): how each `costspan.task` run ended, and the cost of its retried attempts.
+TASK_OUTCOME: Final = "costspan.task.outcome"
+TASK_FAILURE_REASON: Final = "costspan.task.failure_reason"
+OUTCOME_SUCCESS: Final = "success"
+OUTCOME_ERROR: Final = "error"
+OUTCOME_REFUSED: Final = "refused"
+TASK_OUTCOMES: Final = (OUTCOME_SUCCESS, OUTCOME_ERROR, OUTCOME_REFUSED)
+ROLLUP_RETRY_COST_USD: Final = "costspan.rollup.retry_cost_usd"
+# Backend cost attributes: written on a priced call only for the backends named in
+# COSTSPAN_COST_ATTRIBUTES (costspan.rollup.backend_costs).
+MLFLOW_LLM_COST: Final = "mlflow.llm.cost"  # JSON {"input_cost", "output_cost", "total_cost"}
+LLM_COST_TOTAL: Final = "llm.cost.total"  # OpenInference
+LLM_COST_PROMPT: Final = "llm.cost.prompt"
+LLM_COST_PROMPT_DETAILS_INPUT: Final = "llm.cost.prompt_details.input"
+LLM_COST_PROMPT_DETAILS_CACHE_READ: Final = "llm.cost.prompt_details.cache_read"
+LLM_COST_PROMPT_DETAILS_CACHE_WRITE: Final = "llm.cost.prompt_details.cache_write"
+LLM_COST_COMPLETION: Final = "llm.cost.completion"
+GEN_AI_USAGE_COST_AMOUNT: Final = "gen_ai.usage.cost.amount"  # semantic-conventions-genai PR #443
+GEN_AI_USAGE_COST_CURRENCY: Final = "gen_ai.usage.cost.currency"
+GEN_AI_USAGE_COST_SOURCE: Final = "gen_ai.usage.cost.source"

@@ -12,8 +12,11 @@ from opentelemetry import context as otel_context
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TracerProvider
 
 from costspan import attributes as attrs
+from costspan.attribution.outcome import RUN_KEY, TaskRun, current_run, end_run
 from costspan.attribution.scopes import decorate
 from costspan.attribution.values import AttributionValue, attribution_value, clean_attribution, clean_text
+from costspan.otel_internals.context import baggage_of
+from costspan.telemetry.faults import INSTRUMENTATION_FAULTS
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -187,7 +190,23 @@ class TaskScope(_SpanScope):
                 attrs.FEATURE: self._feature,
             }
         )
-        return _EnteredSpan(name, entries, {}, self._tracer_provider)
+        return _EnteredTask(name, entries, self._tracer_provider)
+
+
+class _EnteredTask(_EnteredSpan):
+    """A task's span, and its run in the context ledger (`costspan.attribution.outcome`)."""
+
+    def __init__(self, name: str, entries: dict[str, str], tracer_provider: TracerProvider | None) -> None:
+        super().__init__(name, entries, {}, tracer_provider)
+        self.run = TaskRun(name, clean_attribution(baggage_of(self.context)), current_run(self.context))
+        self.context = otel_context.set_value(RUN_KEY, self.run, self.context)
+
+    def close(self, exc: BaseException | None) -> None:
+        try:
+            end_run(self.run, self.span, exc)
+        except Exception as fault:
+            INSTRUMENTATION_FAULTS.record("task run end", fault)
+        super().close(exc)
 
 
 @overload
@@ -214,6 +233,10 @@ def task(
     `task_id` is the one given, else the enclosing task's, else a new uuid4 hex per run. The name
     defaults to the decorated function's qualified name. Usable as `@task`, `@task("name", ...)`
     and `with task("name", ...) as span:`.
+
+    Each run keeps the exact cost of the calls inside it, sampled or not, and ends with an outcome
+    (`costspan.task.outcome`: success, error, refused) recorded on the span and in the
+    `costspan.task.cost` histogram (see `costspan.attribution.outcome`: `task_failed`, `attempt`).
     """
     if callable(name):
         bare = TaskScope(None, task_id=None, customer_id=None, feature=None, tracer_provider=None)
@@ -256,7 +279,7 @@ class tool(_SpanScope):
     The price is `cost_usd` when given, else the rate card's tool price for `name` (applied by the
     CostSpanProcessor). Inside the block, `span.set_attribute("gen_ai.usage.cost", usd)` sets a
     price known only after the call. On close the price is added to the `costspan.cost` metric and
-    charged to the budgets in effect, sampled or not (`costspan.rollup.tool_spend`).
+    charged to the budgets and task runs in effect, sampled or not (`costspan.rollup.tool_spend`).
     """
 
     def __init__(

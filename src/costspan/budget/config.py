@@ -26,6 +26,7 @@ from costspan.budget.accounts import REGISTRY, Registry
 from costspan.budget.errors import BudgetConfigError
 from costspan.budget.ledger import InMemoryLedger, Ledger
 from costspan.budget.spec import BudgetSpec, make_spec
+from costspan.pricing.config_files import ConfigFileError, excerpt, read_config_file
 
 _TOP_KEYS = frozenset({"ledger", "tasks", "customers"})
 _ENTRY_KEYS = frozenset(
@@ -42,10 +43,12 @@ def ledger_from(value: object, where: str) -> Ledger:
             from costspan.budget.redis_ledger import RedisLedger
 
             return RedisLedger(value)
-        raise BudgetConfigError(f"{where}: ledger must be 'memory' or a redis:// URL, got {value!r}")
+        raise BudgetConfigError(f"{where}: ledger must be 'memory' or a redis:// URL, got {excerpt(value)}")
     if isinstance(value, Ledger):
         return value
-    raise BudgetConfigError(f"{where}: ledger must be a Ledger, 'memory' or a redis:// URL, got {value!r}")
+    raise BudgetConfigError(
+        f"{where}: ledger must be a Ledger, 'memory' or a redis:// URL, got {excerpt(value)}"
+    )
 
 
 def _read(source: str | os.PathLike[str]) -> tuple[Any, str]:
@@ -55,13 +58,14 @@ def _read(source: str | os.PathLike[str]) -> tuple[Any, str]:
     if suffix not in (".yaml", ".yml", ".toml"):
         raise BudgetConfigError(f"{label}: a budget file must end in .yaml, .yml or .toml")
     try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise BudgetConfigError(f"{label}: cannot read the budget file ({exc})") from exc
-    try:
-        return (tomllib.loads(text) if suffix == ".toml" else yaml.safe_load(text)), label
+        return read_config_file(path), label
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BudgetConfigError(f"{label}: cannot read the budget file ({exc})") from None
+    except ConfigFileError as exc:
+        raise BudgetConfigError(f"{label}: {exc}") from None
     except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
-        raise BudgetConfigError(f"{label}: not valid {suffix[1:].upper()} ({exc})") from exc
+        problem = " ".join(str(exc).split())
+        raise BudgetConfigError(f"{label}: not valid {suffix[1:].upper()} ({problem})") from None
 
 
 def _entries(data: Mapping[str, Any], section: str, label: str) -> dict[str, BudgetSpec]:
@@ -69,19 +73,22 @@ def _entries(data: Mapping[str, Any], section: str, label: str) -> dict[str, Bud
     if table is None:
         return {}
     if not isinstance(table, Mapping):
-        raise BudgetConfigError(f"{label}: {section} must be a mapping of name -> budget, got {table!r}")
+        raise BudgetConfigError(
+            f"{label}: {section} must be a mapping of name -> budget, got {excerpt(table)}"
+        )
     scope = "task" if section == "tasks" else "customer"
     out: dict[str, BudgetSpec] = {}
     for name, entry in table.items():
-        where = f"{label}: {section}.{name}"
+        shown = name if isinstance(name, str) and len(name) <= 60 else excerpt(name)
+        where = f"{label}: {section}.{shown}"
         if not isinstance(name, str) or not name:
-            raise BudgetConfigError(f"{label}: {section} keys must be non-empty strings, got {name!r}")
+            raise BudgetConfigError(f"{label}: {section} keys must be non-empty strings, got {excerpt(name)}")
         if not isinstance(entry, Mapping):
             entry = {"usd": entry}
         unknown = sorted(set(entry) - _ENTRY_KEYS)
         if unknown:
             raise BudgetConfigError(
-                f"{where}: unknown field {unknown[0]!r} (known: {', '.join(sorted(_ENTRY_KEYS))})"
+                f"{where}: unknown field {excerpt(unknown[0])} (known: {', '.join(sorted(_ENTRY_KEYS))})"
             )
         if "usd" not in entry:
             raise BudgetConfigError(f"{where}: usd (the limit in US dollars) is missing")
@@ -114,10 +121,14 @@ def load_budgets(
     if data is None:
         data = {}
     if not isinstance(data, Mapping):
-        raise BudgetConfigError(f"{label}: must be a mapping with tasks / customers / ledger, got {data!r}")
+        raise BudgetConfigError(
+            f"{label}: must be a mapping with tasks / customers / ledger, got {excerpt(data)}"
+        )
     unknown = sorted(str(k) for k in set(data) - _TOP_KEYS)
     if unknown:
-        raise BudgetConfigError(f"{label}: unknown key {unknown[0]!r} (known: customers, ledger, tasks)")
+        raise BudgetConfigError(
+            f"{label}: unknown key {excerpt(unknown[0])} (known: customers, ledger, tasks)"
+        )
     tasks = _entries(data, "tasks", label)
     customers = _entries(data, "customers", label)
     chosen = ledger if ledger is not None else data.get("ledger")

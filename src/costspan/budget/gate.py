@@ -5,7 +5,8 @@ the SDK sends anything. It reads the spend of every budget in effect (entered bl
 OpenTelemetry context, plus budgets configured for the call's task type and customer), then:
 downgrades the model past `downgrade_at`; for a budget whose spend reached its limit (or whose
 pre-flight worst case would cross it) it raises `BudgetExceeded`, warns, or calls the user's
-callable. `CallBudget.charge(units)` adds the priced cost to each distinct account once.
+callable. A call to a model the rate card prices at $0 (every token kind) cannot overspend and
+passes a spent budget. `CallBudget.charge(units)` adds the priced cost to each distinct account once.
 Everything here except the refusal itself (and exceptions from the user's callable) is guarded:
 faults are counted in the instrumentation FAULTS and the call goes on.
 """
@@ -217,6 +218,15 @@ class _Decision:
         self.refusal: BudgetExceeded | None = None
 
 
+def _is_free(call: CallSpan, model: str | None) -> bool:
+    """Whether the rate card prices `model` at $0 for every token kind (bundled, or an override)."""
+    if not model:
+        return False
+    return call._state.pricer.rate_card.is_free(
+        call.attributes.get(attrs.GEN_AI_PROVIDER_NAME), model, start_time_ns=time.time_ns()
+    )
+
+
 def _decide(call: CallSpan, budget: CallBudget, kwargs: Mapping[str, Any]) -> _Decision:
     spent = {key: account.spent() for key, account in budget.accounts.items()}
     model = call.attributes.get(attrs.GEN_AI_REQUEST_MODEL)
@@ -227,12 +237,16 @@ def _decide(call: CallSpan, budget: CallBudget, kwargs: Mapping[str, Any]) -> _D
             target = spec.downgrade_target(decision.model)
             if target is not None and target != decision.model:
                 decision.model = target
+    free: bool | None = None  # the call costs $0 whatever its usage: no budget can be overspent by it
     for applied in budget.applied:
         spec = applied.spec
         used = spent[applied.account.key]
         exceeded: BudgetExceeded | None = None
         if used >= spec.limit:
-            exceeded = applied.exceeded(used, decision.model)
+            if free is None:
+                free = _is_free(call, decision.model)
+            if not free:
+                exceeded = applied.exceeded(used, decision.model)
         elif spec.preflight and decision.model:
             worst = worst_case(
                 call._state.pricer.rate_card,

@@ -12,6 +12,7 @@ from typing import Any
 
 from costspan.budget.errors import BudgetConfigError
 from costspan.pricing import UNITS_PER_USD, normalise
+from costspan.pricing.config_files import excerpt
 
 SCOPES = ("task", "customer", "block")
 ACTIONS = ("raise", "warn")
@@ -28,13 +29,15 @@ OnExceed = str | Callable[[Any], object]
 def usd_to_units(value: object, where: str, field: str) -> int:
     """A USD amount (number, Decimal or numeric string) >= 0 as exact 1e-24 USD units."""
     if isinstance(value, bool) or not isinstance(value, int | float | Decimal | str):
-        raise BudgetConfigError(f"{where}: {field} must be a number of USD >= 0, got {value!r}")
+        raise BudgetConfigError(f"{where}: {field} must be a number of USD >= 0, got {excerpt(value)}")
     try:
         amount = Decimal(str(value).strip()) if not isinstance(value, Decimal) else value
     except InvalidOperation:
-        raise BudgetConfigError(f"{where}: {field} must be a number of USD >= 0, got {value!r}") from None
+        raise BudgetConfigError(
+            f"{where}: {field} must be a number of USD >= 0, got {excerpt(value)}"
+        ) from None
     if not amount.is_finite() or amount < 0:
-        raise BudgetConfigError(f"{where}: {field} must be a finite number of USD >= 0, got {value!r}")
+        raise BudgetConfigError(f"{where}: {field} must be a finite number of USD >= 0, got {excerpt(value)}")
     return int(amount.scaleb(24).to_integral_value())
 
 
@@ -60,7 +63,7 @@ def window_seconds(window: object, where: str) -> int | None:
     if seconds is None or not math.isfinite(seconds) or seconds < 1 or seconds != int(seconds):
         raise BudgetConfigError(
             f"{where}: window must be minute, hour, day, week, a duration like '30m', '24h', '7d', "
-            f"a timedelta or whole seconds >= 1, got {window!r}"
+            f"a timedelta or whole seconds >= 1, got {excerpt(window)}"
         )
     return int(seconds)
 
@@ -117,28 +120,29 @@ def make_spec(
     """Validate every setting; a bad one raises `BudgetConfigError` naming `where`, the field and value."""
     limit = usd_to_units(usd, where, "usd")
     if scope not in SCOPES:
-        raise BudgetConfigError(f"{where}: scope must be one of {', '.join(SCOPES)}, got {scope!r}")
+        raise BudgetConfigError(f"{where}: scope must be one of {', '.join(SCOPES)}, got {excerpt(scope)}")
     window_s = window_seconds(window, where)
     if window_s is not None and scope != "customer":
         raise BudgetConfigError(
             f"{where}: window applies to scope='customer' only (a {scope} budget lasts as long as its "
-            f"{scope}), got window={window!r}"
+            f"{scope}), got window={excerpt(window)}"
         )
     if not (on_exceed in ACTIONS or (callable(on_exceed) and not isinstance(on_exceed, str))):
         raise BudgetConfigError(
-            f"{where}: on_exceed must be 'raise', 'warn' or a callable, got {on_exceed!r}"
+            f"{where}: on_exceed must be 'raise', 'warn' or a callable, got {excerpt(on_exceed)}"
         )
     mapping: dict[str, str] = {}
     if downgrade is not None:
         if not isinstance(downgrade, Mapping) or not downgrade:
             raise BudgetConfigError(
-                f"{where}: downgrade must be a non-empty mapping of model -> cheaper model, got {downgrade!r}"
+                f"{where}: downgrade must be a non-empty mapping of model -> cheaper model, "
+                f"got {excerpt(downgrade)}"
             )
         for source, target in downgrade.items():
             if not isinstance(source, str) or not source or not isinstance(target, str) or not target:
                 raise BudgetConfigError(
                     f"{where}: downgrade entries must map a model name to a model name, "
-                    f"got {source!r}: {target!r}"
+                    f"got {excerpt(source)}: {excerpt(target)}"
                 )
             mapping[source] = target
             mapping.setdefault(_NORMALISED_PREFIX + normalise(source), target)
@@ -149,15 +153,16 @@ def make_spec(
         threshold = usd_to_units(downgrade_at, where, "downgrade_at")
         if threshold > limit:
             raise BudgetConfigError(
-                f"{where}: downgrade_at ({downgrade_at!r}) must not be above the limit usd ({usd!r})"
+                f"{where}: downgrade_at ({excerpt(downgrade_at)}) must not be above "
+                f"the limit usd ({excerpt(usd)})"
             )
     elif downgrade is not None:
         threshold = int(limit * DEFAULT_DOWNGRADE_SHARE)
     for field, flag in (("preflight", preflight), ("abort_streams", abort_streams)):
         if not isinstance(flag, bool):
-            raise BudgetConfigError(f"{where}: {field} must be true or false, got {flag!r}")
+            raise BudgetConfigError(f"{where}: {field} must be true or false, got {excerpt(flag)}")
     if name is not None and (not isinstance(name, str) or not name):
-        raise BudgetConfigError(f"{where}: name must be a non-empty string, got {name!r}")
+        raise BudgetConfigError(f"{where}: name must be a non-empty string, got {excerpt(name)}")
     return BudgetSpec(
         limit=limit,
         scope=str(scope),

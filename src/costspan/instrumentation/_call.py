@@ -19,6 +19,7 @@ from opentelemetry.trace import Span, SpanKind, Status, StatusCode, Tracer, Trac
 
 from costspan import attributes as attrs
 from costspan._version import __version__
+from costspan.attribution.outcome import RUN_KEY, charge_run
 from costspan.attribution.values import clean_attribution
 from costspan.budget import gate as budget_gate
 from costspan.budget.accounts import ENTERED_ANY, REGISTRY
@@ -39,6 +40,7 @@ from costspan.rollup.call_pricing import (
     TALLY_SIZE,
     CallPricer,
 )
+from costspan.rollup.matching import FRAMEWORK_AGENT_SEEN
 from costspan.rollup.processor import CALL_TALLY_ATTR
 from costspan.rollup.usage import MAX_TOKENS, model_of
 from costspan.telemetry.faults import INSTRUMENTATION_FAULTS, LogOnce
@@ -96,6 +98,7 @@ class CallSpan:
         "_sdk_span",
         "_started",
         "_state",
+        "_task_run",
         "_usage",
         "attributes",
         "budget",
@@ -132,6 +135,7 @@ class CallSpan:
         ctx = current_context()
         entries = baggage_of(ctx)
         self._attribution = clean_attribution(entries) if entries else _NO_ATTRIBUTION  # metric dimensions
+        self._task_run = ctx.get(RUN_KEY)  # the costspan.task run the cost is charged to, sampled or not
         self.budget: budget_gate.CallBudget | None = None  # set by admit(): where the cost is charged
         self._started = time.perf_counter()
         name = f"{operation} {request_model}" if request_model else operation
@@ -154,6 +158,8 @@ class CallSpan:
         )
         self.span: Span = span
         self._sdk_span = type(span) in _SDK_SPAN_TYPES or _is_sdk_span(span)
+        if FRAMEWORK_AGENT_SEEN[0] and attrs.AGENT not in self._attribution:
+            self._add_framework_agent(span)
         # The instrumentors build request attributes from type-checked values (str, int, float,
         # tuple of str), which the SDK would store as they are: no `_all_plain` pass. (An SDK span
         # just started is recording: an unsampled one is a NonRecordingSpan.)
@@ -163,6 +169,13 @@ class CallSpan:
             and span.is_recording()
         ):
             span.set_attributes(attributes)
+
+    def _add_framework_agent(self, span: Span) -> None:
+        """The agent an enclosing framework agent span named (stamped by the CostSpanProcessor on
+        start) becomes a dimension of this call's metric points, as `costspan.agent` baggage would."""
+        agent = (getattr(span, "attributes", None) or {}).get(attrs.AGENT)
+        if isinstance(agent, str) and agent:
+            self._attribution = {**self._attribution, attrs.AGENT: agent}
 
     def admit(self, kwargs: dict[str, Any]) -> dict[str, Any]:
         """The budget hook: call it in the wrapper after the span started, before the SDK sends the
@@ -341,6 +354,8 @@ class CallSpan:
                 self.budget.charge(tally[COST])
             except Exception as exc:
                 FAULTS.record("budget charge", exc)
+        if self._task_run is not None and tally is not None and tally[COST]:
+            charge_run(self._task_run, tally[COST])
         if out:
             attributes.update(out)
             late.update(out)

@@ -553,8 +553,22 @@ class _StreamUsage:
         )
         total = self.hops.total()
         usage = total if total is not None else self.usage
-        if usage is not None:
-            _set_generate_usage(self.call, usage)
+        if usage is None:
+            return
+        if not self.finish_reasons and _get(usage, "candidates_token_count") is None:
+            # Only a running total with the prompt count was seen: the stream ended (closed,
+            # abandoned, cut) before the final chunk, and the output until then is unknown.
+            prompt = usage_count(_get(usage, "prompt_token_count"))
+            tool_use = usage_count(_get(usage, "tool_use_prompt_token_count"))
+            cached = usage_count(_get(usage, "cached_content_token_count"))
+            if type(prompt) is int and tool_use is not INVALID and cached is not INVALID:
+                self.call.set_incomplete_usage(
+                    "stream ended before its final chunk",
+                    input_tokens=prompt + (tool_use or 0),
+                    cache_read_tokens=cached,
+                )
+                return
+        _set_generate_usage(self.call, usage)
 
 
 class _SyncStream(SyncStreamProxy):

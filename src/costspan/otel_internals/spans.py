@@ -83,3 +83,11 @@ def write_frozen(span: Span, new_attributes: dict[str, Any]) -> None:
             bounded[key] = value  # type: ignore[index]
     finally:
         bounded._immutable = True  # type: ignore[union-attr]
+
+
+def drop_attributes(span: Span, keys: tuple[str, ...]) -> None:
+    """Remove attributes from a span, ended (frozen) or not, before any `on_end` reads them."""
+    plain = getattr(span._attributes, "_dict", None)
+    if isinstance(plain, dict):
+        for key in keys:
+            plain.pop(key, None)

@@ -14,6 +14,7 @@ from typing import Any
 from costspan import attributes as attrs
 from costspan.pricing import BUNDLED_SOURCE, UNITS_PER_USD, RateCard
 from costspan.pricing.money import usd_cost
+from costspan.rollup.backend_costs import ACTIVE_WRITERS, WRITERS, set_cost_attributes, write_backend_costs
 from costspan.rollup.usage import InvalidUsage, model_of, provider_of, usage_of
 from costspan.telemetry.faults import LogOnce
 
@@ -36,6 +37,10 @@ _UNPRICED_STATUSES = frozenset(
 # price with it.
 COST_ATTRIBUTE_SETS = {
     "parts": "costspan.cost.input_usd, .output_usd, .cache_read_usd, .cache_write_usd",
+    # The cost in the names other backends read (costspan.rollup.backend_costs).
+    "mlflow": "mlflow.llm.cost (JSON: input_cost, output_cost, total_cost)",
+    "openinference": "llm.cost.total, .prompt, .completion, .prompt_details.input/.cache_read/.cache_write",
+    "semconv": "gen_ai.usage.cost.amount, .currency, .source (semantic-conventions-genai PR #443)",
 }
 COST_PARTS = [False]  # a one-element list: read on every priced call
 
@@ -61,6 +66,7 @@ def parse_cost_attributes(raw: str | Iterable[str]) -> tuple[str, ...]:
 def apply_cost_attributes(chosen: tuple[str, ...]) -> None:
     """Make priced calls carry these optional cost attributes from now on, process-wide."""
     COST_PARTS[0] = "parts" in chosen
+    set_cost_attributes(name for name in chosen if name in WRITERS)
 
 
 def write_cost_parts(on: bool) -> None:
@@ -124,6 +130,20 @@ class CallPricer:
                 tally[UNPRICED] = 1
                 return tally
             tally[COST] = units_from_usd(existing_cost)
+            if ACTIVE_WRITERS:
+                write_backend_costs(out, existing_cost, None, None)
+            return tally
+        reported_cost = attributes.get(attrs.GEN_AI_COST_TOTAL)
+        if _is_number(reported_cost) and attrs.COST_STATUS not in attributes:
+            # The recorder's own figure (LiteLLM's `gen_ai.cost.total_cost`): a span that carries its
+            # cost, as with `gen_ai.usage.cost`, now written under the name backends add up.
+            if self._rejects_cost(reported_cost, out):
+                tally[UNPRICED] = 1
+                return tally
+            tally[COST] = units_from_usd(reported_cost)
+            out[attrs.GEN_AI_USAGE_COST] = float(reported_cost)
+            out[attrs.COST_STATUS] = attrs.STATUS_PRICED
+            out[attrs.PRICE_SOURCE] = attrs.PRICE_SOURCE_REPORTED
             return tally
         existing_status = attributes.get(attrs.COST_STATUS)
         if existing_status is not None:
@@ -218,6 +238,8 @@ class CallPricer:
         out[attrs.COST_STATUS] = attrs.STATUS_PRICED
         if source != BUNDLED_SOURCE:  # the bundled card is the default: only other sources are named
             out[attrs.PRICE_SOURCE] = source
+        if ACTIVE_WRITERS:  # backend cost attributes (COSTSPAN_COST_ATTRIBUTES), off by default
+            write_backend_costs(out, total_usd, input_usd, output_usd, cache_read_usd, cache_write_usd)
         return tally
 
     def _rejects_cost(self, cost: float, out: dict[str, Any]) -> bool:
@@ -237,6 +259,8 @@ class CallPricer:
             if self._rejects_cost(existing_cost, out):
                 return None
             units = units_from_usd(existing_cost)
+            if ACTIVE_WRITERS:
+                write_backend_costs(out, existing_cost, None, None)
             if attrs.COST_STATUS not in attributes:
                 out[attrs.COST_STATUS] = attrs.STATUS_PRICED
                 out[attrs.PRICE_SOURCE] = "cost_usd"
@@ -249,6 +273,8 @@ class CallPricer:
             out[attrs.GEN_AI_USAGE_COST] = usd(units)
             out[attrs.COST_STATUS] = attrs.STATUS_PRICED
             out[attrs.PRICE_SOURCE] = price.source
+            if ACTIVE_WRITERS:
+                write_backend_costs(out, usd(units), None, None)
         tally = [0] * TALLY_SIZE
         tally[COST] = units
         tally[TOOL_CALLS] = 1

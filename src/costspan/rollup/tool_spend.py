@@ -14,6 +14,7 @@ from opentelemetry import baggage
 
 from costspan import attributes as attrs
 from costspan.attribution.api import set_tool_spend
+from costspan.attribution.outcome import charge_run, current_run
 from costspan.attribution.values import clean_attribution
 from costspan.budget.gate import CallBudget, plan
 from costspan.pricing import shared_rate_card
@@ -61,6 +62,7 @@ class _SpentTool:
         self._entered.close(exc)
         if not units:
             return
+        charge_run(current_run(self.context), units)  # the task runs it is part of, sampled or not
         try:
             attribution = clean_attribution(baggage.get_all(self.context))
             tool_cost_metric().record(self._name, attribution, usd(units))

@@ -38,7 +38,9 @@ from costspan.setup.configure import (
     record_dimensions,
     sdk_tracer_provider,
 )
-from costspan.telemetry.metrics import record_tools_on
+from costspan.setup.summary import install_summary
+from costspan.telemetry.metrics import record_tools_on, set_dimension_value_limit
+from costspan.telemetry.task_metrics import record_task_runs_on
 
 logger = logging.getLogger("costspan")
 
@@ -72,6 +74,11 @@ def pre_instrument() -> None:
             apply_cost_attributes(settings.cost_attributes)
         if settings.cost_dimensions is not None:
             record_tools_on(None, settings.cost_dimensions)
+            record_task_runs_on(None, settings.cost_dimensions)
+        if settings.summary:
+            install_summary()
+        if settings.metric_dimension_limit is not None:
+            set_dimension_value_limit(settings.metric_dimension_limit)
         if settings.budgets is not None:
             install_budgets(settings.budgets)
         if provider is None:

@@ -36,7 +36,14 @@ from costspan.rollup.call_pricing import apply_cost_attributes, parse_cost_attri
 from costspan.rollup.processor import CostSpanProcessor
 from costspan.rollup.remote_cost import CostPeerPolicy, set_cost_peer_policy
 from costspan.setup import settings as costspan_settings
-from costspan.telemetry.metrics import DEFAULT_COST_DIMENSIONS, record_tools_on
+from costspan.setup.summary import install_summary
+from costspan.telemetry.metrics import (
+    DEFAULT_COST_DIMENSIONS,
+    checked_dimension_value_limit,
+    record_tools_on,
+    set_dimension_value_limit,
+)
+from costspan.telemetry.task_metrics import record_task_runs_on
 
 logger = logging.getLogger("costspan")
 
@@ -44,6 +51,10 @@ INSTRUMENTOR_GROUP = "opentelemetry_instrumentor"
 # OpenTelemetry's own context propagation into threads (ThreadPoolExecutor, Thread, Timer).
 THREADING_ENTRY_POINT = "threading"
 _DISABLED_INSTRUMENTATIONS = "OTEL_PYTHON_DISABLED_INSTRUMENTATIONS"
+TRACES_EXPORTER = "OTEL_TRACES_EXPORTER"
+METRICS_EXPORTER = "OTEL_METRICS_EXPORTER"
+# The name ConsoleCostTreeExporter is registered under (opentelemetry_traces_exporter entry point).
+COSTSPAN_TRACES_EXPORTER = "costspan"
 
 _lock = threading.RLock()
 _processors: weakref.WeakKeyDictionary[TracerProvider, CostSpanProcessor] = weakref.WeakKeyDictionary()
@@ -78,13 +89,22 @@ def providers_unset() -> bool:
     return isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider)
 
 
+def metrics_exporter_default(traces_exporter: str) -> str:
+    """OTEL_METRICS_EXPORTER's default: `otlp`, except `none` when the traces go only to the console
+    cost tree (`--traces_exporter costspan`), a local run with no collector to send metrics to."""
+    names = {name.strip().lower() for name in traces_exporter.split(",") if name.strip()}
+    return "none" if names == {COSTSPAN_TRACES_EXPORTER} else "otlp"
+
+
 def configure_sdk_from_env(auto_instrumentation_version: str | None = None) -> TracerProvider | None:
     """Build the global TracerProvider and MeterProvider the way opentelemetry-distro does.
 
     The SDK's own configurator reads every OTEL_* variable (exporters, OTLP endpoint and protocol,
     resource and service name, sampler). Like the distro, an unset OTEL_TRACES_EXPORTER or
     OTEL_METRICS_EXPORTER means `otlp` (the specification's default); set it to `none` to export
-    nothing.
+    nothing. One exception: with OTEL_TRACES_EXPORTER=costspan alone (the console cost tree) an
+    unset OTEL_METRICS_EXPORTER means `none`, so a local run does not send metrics to a collector
+    that is not there (and log each failed export).
     """
     from opentelemetry.sdk._configuration import _OTelSDKConfigurator
 
@@ -93,8 +113,8 @@ def configure_sdk_from_env(auto_instrumentation_version: str | None = None) -> T
 
     # As opentelemetry-distro does (the variable, not an exporter name, so that `otlp` resolves to
     # gRPC or HTTP per OTEL_EXPORTER_OTLP_PROTOCOL).
-    os.environ.setdefault("OTEL_TRACES_EXPORTER", "otlp")
-    os.environ.setdefault("OTEL_METRICS_EXPORTER", "otlp")
+    os.environ.setdefault(TRACES_EXPORTER, "otlp")
+    os.environ.setdefault(METRICS_EXPORTER, metrics_exporter_default(os.environ[TRACES_EXPORTER]))
     kwargs: dict[str, Any] = {}
     if auto_instrumentation_version:
         kwargs["auto_instrumentation_version"] = auto_instrumentation_version
@@ -283,9 +303,11 @@ def configure(
     console_tree: bool | None = None,
     cost_dimensions: Sequence[str] | str | None = None,
     cost_attributes: Sequence[str] | str | None = None,
+    metric_dimension_limit: int | None = None,
     tracer_provider: TracerProvider | None = None,
     meter_provider: Any = None,
     instrument: bool = True,
+    summary: bool | None = None,
 ) -> CostspanSetup:
     """Put costspan on the OpenTelemetry providers; safe to call more than once.
 
@@ -300,6 +322,12 @@ def configure(
       (default COSTSPAN_COST_DIMENSIONS, else the instrumentors' default), and turns on
       OpenTelemetry context propagation into threads. OTEL_PYTHON_DISABLED_INSTRUMENTATIONS is
       honoured.
+    - `metric_dimension_limit` (default COSTSPAN_METRIC_DIMENSION_LIMIT, else 1,000): distinct
+      values per dimension of the `costspan.cost` metric; later new values are recorded as
+      `_overflow` (sums stay exact) and the first overflow is logged.
+    - Records each `costspan.task` run (`costspan.task.cost`, `costspan.task.retry_cost`) on the
+      MeterProvider with the same dimensions; `summary=True` (default COSTSPAN_SUMMARY) prints
+      one table per task type to standard error at exit (`costspan.setup.summary`).
 
     Explicit arguments win over COSTSPAN_* variables. With COSTSPAN_DISABLED=true costspan adds
     nothing (providers are still built when none exist). A bad explicit argument raises (a bad
@@ -319,6 +347,11 @@ def configure(
     show_tree = console_tree if console_tree is not None else bool(env.console_tree)
     extra_cost_attributes = (
         parse_cost_attributes(cost_attributes) if cost_attributes is not None else env.cost_attributes
+    )
+    dimension_limit = (
+        checked_dimension_value_limit(metric_dimension_limit)
+        if metric_dimension_limit is not None
+        else env.metric_dimension_limit
     )
 
     with _lock:
@@ -346,6 +379,11 @@ def configure(
         if extra_cost_attributes is not None:
             apply_cost_attributes(extra_cost_attributes)
         record_tools_on(meter_provider, dimensions if dimensions is not None else DEFAULT_COST_DIMENSIONS)
+        if dimension_limit is not None:
+            set_dimension_value_limit(dimension_limit)
+        record_task_runs_on(meter_provider, dimensions if dimensions is not None else DEFAULT_COST_DIMENSIONS)
+        if summary if summary is not None else env.summary:
+            install_summary()
         from costspan.setup.fault_metrics import observe_setup  # here: it imports the instrumentation
 
         observe_setup(meter_provider, processor)

@@ -20,6 +20,7 @@ from costspan.budget.errors import BudgetConfigError
 from costspan.pricing import RateCard, RateCardError
 from costspan.rollup.call_pricing import parse_cost_attributes
 from costspan.rollup.remote_cost import TRUSTED_COST_PEERS_ENV, CostPeerPolicy
+from costspan.telemetry.metrics import DEFAULT_DIMENSION_VALUE_LIMIT
 
 logger = logging.getLogger("costspan")
 
@@ -30,6 +31,8 @@ COST_DIMENSIONS = "COSTSPAN_COST_DIMENSIONS"
 BUDGETS = "COSTSPAN_BUDGETS"
 BUDGET_LEDGER = "COSTSPAN_BUDGET_LEDGER"
 COST_ATTRIBUTES = "COSTSPAN_COST_ATTRIBUTES"
+METRIC_DIMENSION_LIMIT = "COSTSPAN_METRIC_DIMENSION_LIMIT"
+SUMMARY = "COSTSPAN_SUMMARY"  # print the task-run summary at exit (costspan.setup.summary)
 
 # Inbound costspan.* baggage: whose is kept (costspan.attribution.baggage_trust reads them).
 TRUSTED_BAGGAGE_PEERS = TRUSTED_PEERS_ENV
@@ -45,9 +48,14 @@ KNOWN_VARIABLES = (
     BUDGETS,
     BUDGET_LEDGER,
     COST_ATTRIBUTES,
+    METRIC_DIMENSION_LIMIT,
     TRUSTED_BAGGAGE_PEERS,
     BAGGAGE_SECRET,
     TRUSTED_COST_PEERS,
+    SUMMARY,
+    # the `costspan_file` traces exporter (costspan.exporters.file): its path and rotation size
+    "COSTSPAN_FILE",
+    "COSTSPAN_FILE_MAX_BYTES",
 )
 
 _TRUE = frozenset({"true", "1", "yes", "on"})
@@ -65,9 +73,11 @@ class Settings:
     console_tree: bool | None = None
     cost_dimensions: tuple[str, ...] | None = None
     cost_attributes: tuple[str, ...] | None = None
+    metric_dimension_limit: int | None = None
     baggage_policy: InboundBaggagePolicy = field(default_factory=InboundBaggagePolicy)
     budgets: Registry | None = None
     cost_peer_policy: CostPeerPolicy = field(default_factory=CostPeerPolicy)
+    summary: bool | None = None
     problems: tuple[str, ...] = ()
 
 
@@ -101,6 +111,17 @@ def parse_cost_dimensions(raw: str) -> tuple[str, ...]:
     return tuple(dimensions)
 
 
+def parse_metric_dimension_limit(raw: str) -> int:
+    """A whole number >= 1 (`1000`, `1_000`). Raises ValueError saying what is wrong."""
+    try:
+        limit = int(raw.strip())
+    except ValueError:
+        raise ValueError("not a whole number") from None
+    if limit < 1:
+        raise ValueError("must be at least 1")
+    return limit
+
+
 def read_settings(environ: Mapping[str, str] | None = None) -> Settings:
     """Parse and validate the COSTSPAN_* variables (loading the price file, if one is named)."""
     env = os.environ if environ is None else environ
@@ -113,6 +134,10 @@ def read_settings(environ: Mapping[str, str] | None = None) -> Settings:
     console_tree = None
     if CONSOLE in env:
         console_tree = _parse_bool(CONSOLE, env[CONSOLE], problems, "the console cost tree stays off")
+
+    summary = None
+    if SUMMARY in env:
+        summary = _parse_bool(SUMMARY, env[SUMMARY], problems, "no task-run summary is printed")
 
     cost_dimensions = None
     if COST_DIMENSIONS in env:
@@ -129,6 +154,16 @@ def read_settings(environ: Mapping[str, str] | None = None) -> Settings:
             cost_attributes = parse_cost_attributes(env[COST_ATTRIBUTES])
         except ValueError as exc:
             problems.append(f"{COST_ATTRIBUTES}={env[COST_ATTRIBUTES]!r}: {exc}; none are written")
+
+    metric_dimension_limit = None
+    if METRIC_DIMENSION_LIMIT in env:
+        try:
+            metric_dimension_limit = parse_metric_dimension_limit(env[METRIC_DIMENSION_LIMIT])
+        except ValueError as exc:
+            problems.append(
+                f"{METRIC_DIMENSION_LIMIT}={env[METRIC_DIMENSION_LIMIT]!r}: {exc}; the default limit "
+                f"({DEFAULT_DIMENSION_VALUE_LIMIT:,} distinct values per metric dimension) applies"
+            )
 
     rate_card = None
     prices_path = env.get(PRICES) or None
@@ -173,9 +208,11 @@ def read_settings(environ: Mapping[str, str] | None = None) -> Settings:
         console_tree=console_tree,
         cost_dimensions=cost_dimensions,
         cost_attributes=cost_attributes,
+        metric_dimension_limit=metric_dimension_limit,
         baggage_policy=baggage_policy,
         budgets=budgets,
         cost_peer_policy=cost_peer_policy,
+        summary=summary,
         problems=tuple(problems),
     )
 
@@ -203,11 +240,14 @@ __all__ = [
     "COST_DIMENSIONS",
     "DISABLED",
     "KNOWN_VARIABLES",
+    "METRIC_DIMENSION_LIMIT",
     "PRICES",
+    "SUMMARY",
     "TRUSTED_BAGGAGE_PEERS",
     "TRUSTED_COST_PEERS",
     "Settings",
     "parse_cost_dimensions",
+    "parse_metric_dimension_limit",
     "read_settings",
     "report",
 ]

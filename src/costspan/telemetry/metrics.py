@@ -1,10 +1,15 @@
 """GenAI client metrics (semconv names, units, bucket advice) and the `costspan.cost` counter.
 
-Recorded for every call an instrumentor sees, whether or not its span is sampled.
+Recorded for every call an instrumentor sees, whether or not its span is sampled. The attribution
+dimensions of `costspan.cost` are bounded (`DimensionValueLimit`): a metric backend, and the SDK's
+memory, hold one series per distinct combination, so past the limit new values are recorded as
+`OVERFLOW_VALUE` (the sums stay exact; spans keep the real values).
 """
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
 
@@ -13,6 +18,9 @@ from opentelemetry import metrics
 from opentelemetry.metrics import MeterProvider
 
 from costspan import attributes as attrs
+from costspan.telemetry.fork_safe import reopen_lock_after_fork
+
+logger = logging.getLogger("costspan")
 
 TOKEN_USAGE = "gen_ai.client.token.usage"
 OPERATION_DURATION = "gen_ai.client.operation.duration"
@@ -44,6 +52,97 @@ _COST_CALL_DIMENSIONS = (attrs.GEN_AI_PROVIDER_NAME, attrs.GEN_AI_REQUEST_MODEL,
 
 COST_DESCRIPTION = "Cost of LLM and tool calls in US dollars"
 
+# Past the limit a new value of a dimension is recorded as this value, and the point also carries
+# `otel.metric.overflow=true` (the attribute the OpenTelemetry metrics SDK specification gives the
+# overflow series of a stream past its cardinality limit).
+OVERFLOW_VALUE = "_overflow"
+OVERFLOW_ATTRIBUTE = "otel.metric.overflow"
+DEFAULT_DIMENSION_VALUE_LIMIT = 1000
+# Distinct combinations of dimension values one recorder keeps, per allowed value of a dimension:
+# the per-dimension caps alone would still allow their product.
+COMBINATIONS_PER_VALUE = 10
+
+
+class DimensionValueLimit:
+    """At most `limit` distinct values of each attribution dimension on costspan's metrics (shared
+    by every recorder in the process, so a customer keeps one series everywhere), and at most
+    `limit * COMBINATIONS_PER_VALUE` distinct combinations per recorder. Memory is bounded by
+    these; the first overflow of each dimension is logged once."""
+
+    def __init__(self, limit: int = DEFAULT_DIMENSION_VALUE_LIMIT) -> None:
+        self.limit = checked_dimension_value_limit(limit)
+        self._lock = threading.Lock()
+        self._values: dict[str, set[str]] = {}
+        self._logged: set[str] = set()
+        self.overflowed = 0  # measurements recorded with an overflow value
+        reopen_lock_after_fork(self)
+
+    def admit(
+        self, dimensions: tuple[str, ...], values: tuple[Any, ...], admitted: set[Any]
+    ) -> tuple[Any, ...]:
+        """`values` (one per dimension, None when absent) as recorded: itself when every value and
+        the combination fit (then added to `admitted`, the recorder's combinations), else with
+        OVERFLOW_VALUE in place of each value that did not fit."""
+        with self._lock:
+            if values in admitted:
+                return values
+            limit = self.limit
+            recorded = []
+            for key, value in zip(dimensions, values, strict=True):
+                if value is not None:
+                    seen = self._values.setdefault(key, set())
+                    if value not in seen:
+                        if len(seen) < limit:
+                            seen.add(value)
+                        else:
+                            self._log_once(key, f"{limit:,} distinct values of {key}")
+                            value = OVERFLOW_VALUE
+                recorded.append(value)
+            out = tuple(recorded)
+            if out == values:
+                if len(admitted) < limit * COMBINATIONS_PER_VALUE:
+                    admitted.add(values)
+                    return values
+                self._log_once(
+                    "<combinations>",
+                    f"{limit * COMBINATIONS_PER_VALUE:,} distinct combinations of {', '.join(dimensions)}",
+                )
+                out = tuple(None if value is None else OVERFLOW_VALUE for value in values)
+            self.overflowed += 1
+            return out
+
+    def _log_once(self, what: str, reached: str) -> None:
+        if what in self._logged:
+            return
+        self._logged.add(what)
+        logger.warning(
+            "costspan: the costspan.cost metric reached %s; further new values are recorded as %r "
+            "(with %s=true), so the sums stay exact but are no longer split by them. Spans, "
+            "`costspan report` and your tracing backend keep every value; raise the limit with "
+            "COSTSPAN_METRIC_DIMENSION_LIMIT or configure(metric_dimension_limit=...)",
+            reached,
+            OVERFLOW_VALUE,
+            OVERFLOW_ATTRIBUTE,
+        )
+
+
+def checked_dimension_value_limit(limit: object) -> int:
+    if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+        raise ValueError(f"the metric dimension limit must be a whole number >= 1, got {limit!r}")
+    return limit
+
+
+# One for the process: every recorder of costspan.cost admits values through it.
+DIMENSION_VALUES = DimensionValueLimit()
+
+
+def set_dimension_value_limit(limit: int) -> None:
+    """Distinct values per attribution dimension on costspan's metrics (values already admitted
+    keep their series)."""
+    checked = checked_dimension_value_limit(limit)
+    with DIMENSION_VALUES._lock:
+        DIMENSION_VALUES.limit = checked
+
 
 def checked_cost_dimensions(cost_dimensions: Iterable[str]) -> tuple[str, ...]:
     dimensions = tuple(cost_dimensions)
@@ -57,16 +156,6 @@ def checked_cost_dimensions(cost_dimensions: Iterable[str]) -> tuple[str, ...]:
     return dimensions
 
 
-def _with_attribution(
-    out: dict[str, Any], attribution: Mapping[str, str], dimensions: tuple[str, ...]
-) -> dict[str, Any]:
-    for key in dimensions:
-        value = attribution.get(key)
-        if value is not None:
-            out[key] = value
-    return out
-
-
 class _CostCounter:
     """The `costspan.cost` counter on a MeterProvider, and the attribution keys its points carry."""
 
@@ -78,6 +167,22 @@ class _CostCounter:
         self.cost_dimensions = checked_cost_dimensions(cost_dimensions)
         self.meter = metrics.get_meter("costspan", meter_provider=meter_provider)
         self.cost = self.meter.create_counter(COST, unit="USD", description=COST_DESCRIPTION)
+        # Combinations of dimension values this recorder has admitted (see DimensionValueLimit).
+        self.admitted: set[tuple[Any, ...]] = set()
+
+    def add_cost(self, cost_usd: float, attributes: dict[str, Any], attribution: Mapping[str, str]) -> None:
+        """Add to `costspan.cost` with the attribution dimensions, bounded."""
+        dimensions = self.cost_dimensions
+        values = tuple(map(attribution.get, dimensions))
+        if values not in self.admitted:  # a new combination, or one past the limit
+            recorded = DIMENSION_VALUES.admit(dimensions, values, self.admitted)
+            if recorded is not values:
+                values = recorded
+                attributes[OVERFLOW_ATTRIBUTE] = True
+        for key, value in zip(dimensions, values, strict=True):
+            if value is not None:
+                attributes[key] = value
+        self.cost.add(cost_usd, attributes)
 
 
 class CallMetrics(_CostCounter):
@@ -135,23 +240,47 @@ class CallMetrics(_CostCounter):
             self.token_usage.record(output_tokens, {**common, "gen_ai.token.type": "output"}, context)
         if cost_usd is not None:
             cost_attributes = {key: common[key] for key in _COST_CALL_DIMENSIONS if key in common}
-            for key in self.cost_dimensions:  # inline, not `_with_attribution`: runs on every call
-                value = attribution.get(key)
+            dimensions = self.cost_dimensions
+            values = tuple(map(attribution.get, dimensions))
+            if values not in self.admitted:  # a new combination, or one past the limit
+                recorded = DIMENSION_VALUES.admit(dimensions, values, self.admitted)
+                if recorded is not values:
+                    values = recorded
+                    cost_attributes[OVERFLOW_ATTRIBUTE] = True
+            for key, value in zip(
+                dimensions, values, strict=True
+            ):  # inline, not `add_cost`: runs on every call
                 if value is not None:
                     cost_attributes[key] = value
             self.cost.add(cost_usd, cost_attributes, context)
+
+
+_TOOL_NAME = (attrs.GEN_AI_TOOL_NAME,)
 
 
 class ToolCostMetric(_CostCounter):
     """The `costspan.cost` counter for priced `costspan.tool` calls: `gen_ai.operation.name`
     (`execute_tool`), `gen_ai.tool.name` and the attribution dimensions."""
 
+    def __init__(
+        self,
+        meter_provider: MeterProvider | None = None,
+        cost_dimensions: Iterable[str] = DEFAULT_COST_DIMENSIONS,
+    ) -> None:
+        super().__init__(meter_provider, cost_dimensions)
+        self.tool_names: set[tuple[Any, ...]] = set()
+
     def record(self, tool_name: str, attribution: Mapping[str, str], cost_usd: float) -> None:
-        attributes = {
-            attrs.GEN_AI_OPERATION_NAME: attrs.OPERATION_EXECUTE_TOOL,
-            attrs.GEN_AI_TOOL_NAME: tool_name,
-        }
-        self.cost.add(cost_usd, _with_attribution(attributes, attribution, self.cost_dimensions))
+        attributes: dict[str, Any] = {attrs.GEN_AI_OPERATION_NAME: attrs.OPERATION_EXECUTE_TOOL}
+        # The tool name is the application's string: bounded like an attribution dimension.
+        names = (tool_name,)
+        if names not in self.tool_names:
+            recorded = DIMENSION_VALUES.admit(_TOOL_NAME, names, self.tool_names)
+            if recorded is not names:
+                names = recorded
+                attributes[OVERFLOW_ATTRIBUTE] = True
+        attributes[attrs.GEN_AI_TOOL_NAME] = names[0]
+        self.add_cost(cost_usd, attributes, attribution)
 
 
 # Where tool spend is recorded: set by `costspan.configure()` and zero-code set-up (their

@@ -13,15 +13,18 @@ Every reply reports the same usage per provider (`DEFAULT_USAGE` unless given), 
 advance. To answer the next OpenAI chat request with a tool call (an agent loop), queue
 `openai_chat_reply(usage, tool_calls=[...])` with `fake.script(reply, path_pattern=CHAT_PATH)`.
 
-From a shell, `python -m costspan.testing.all_providers` serves on 127.0.0.1 until interrupted and
-prints the variables that point the SDKs at it (`OPENAI_BASE_URL`, `ANTHROPIC_BASE_URL`,
-`GOOGLE_GEMINI_BASE_URL`).
+From a shell, `python -m costspan.testing.all_providers [--port N]` serves on 127.0.0.1 until
+interrupted and prints one `export` line per variable the SDKs read: base URLs (`OPENAI_BASE_URL`,
+`ANTHROPIC_BASE_URL`, `GOOGLE_GEMINI_BASE_URL`) and API keys (`OPENAI_API_KEY`, `ANTHROPIC_API_KEY`,
+`GEMINI_API_KEY`; the fake takes any key), so that `eval` of its output lets `OpenAI()`,
+`Anthropic()` and `genai.Client()` work unchanged.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import threading
 from collections.abc import Mapping, Sequence
@@ -37,6 +40,7 @@ from costspan.testing.server import FakeProviderServer, Reply
 __all__ = [
     "CHAT_PATH",
     "DEFAULT_USAGE",
+    "FAKE_API_KEY",
     "AllProvidersServer",
     "FakeUsage",
     "ToolCall",
@@ -61,13 +65,15 @@ class FakeUsage:
 
 
 DEFAULT_USAGE = FakeUsage()
+# What `environment()` gives the SDKs as their API key: the fake accepts any.
+FAKE_API_KEY = "costspan-fake-key"
 
 
 class AllProvidersServer(FakeProviderServer):
     """A `FakeProviderServer` with the OpenAI, Anthropic and Gemini routes on one 127.0.0.1 port."""
 
-    def __init__(self, usage: FakeUsage = DEFAULT_USAGE) -> None:
-        super().__init__()
+    def __init__(self, usage: FakeUsage = DEFAULT_USAGE, *, port: int = 0) -> None:
+        super().__init__(port)
         self.usage = usage
         add_openai_routes(self, usage=usage.openai)
         add_anthropic_routes(self, usage=usage.anthropic)
@@ -88,11 +94,14 @@ class AllProvidersServer(FakeProviderServer):
         return self.base_url
 
     def environment(self) -> dict[str, str]:
-        """The variables each SDK reads for its base URL, pointing at this server."""
+        """The variables each SDK reads for its base URL and API key, pointing at this server."""
         return {
             "OPENAI_BASE_URL": self.openai_base_url,
             "ANTHROPIC_BASE_URL": self.anthropic_base_url,
             "GOOGLE_GEMINI_BASE_URL": self.gemini_base_url,
+            "OPENAI_API_KEY": FAKE_API_KEY,
+            "ANTHROPIC_API_KEY": FAKE_API_KEY,
+            "GEMINI_API_KEY": FAKE_API_KEY,
         }
 
 
@@ -146,21 +155,38 @@ def openai_chat_reply(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Serve until interrupted; print `export` lines for the SDKs' base-URL variables."""
+    """Serve until interrupted; print `export` lines for the SDKs' base-URL and API-key variables."""
     parser = argparse.ArgumentParser(
         prog="python -m costspan.testing.all_providers",
-        description="A fake OpenAI / Anthropic / Gemini API on 127.0.0.1, for offline runs of the real SDKs.",
+        description="A fake OpenAI / Anthropic / Gemini API on 127.0.0.1, for offline runs of the real SDKs. "
+        "It prints the `export` lines (base URLs and API keys) that point the SDKs at it.",
     )
-    parser.parse_args(argv)
-    with AllProvidersServer() as server:
+    parser.add_argument("--port", type=_port, default=0, help="port on 127.0.0.1 (default: a free one)")
+    args = parser.parse_args(argv)
+    try:
+        server = AllProvidersServer(port=args.port)
+    except OSError as exc:
+        reason = exc.strerror or exc
+        parser.exit(2, f"{parser.prog}: error: cannot listen on 127.0.0.1:{args.port}: {reason}\n")
+    with server:
         for name, value in server.environment().items():
-            print(f"export {name}={value}")
-        print("# any API key works; Ctrl-C stops the server", flush=True)
+            print(f"export {name}={shlex.quote(value)}")
+        print("# the fake takes any API key; Ctrl-C stops the server", flush=True)
         try:
             threading.Event().wait()
         except KeyboardInterrupt:
             print("stopped", file=sys.stderr)
     return 0
+
+
+def _port(text: str) -> int:
+    try:
+        port = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a port number: {text!r}") from None
+    if not 0 <= port <= 65535:
+        raise argparse.ArgumentTypeError(f"not a port number (0-65535): {port}")
+    return port
 
 
 if __name__ == "__main__":

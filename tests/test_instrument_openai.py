@@ -647,14 +647,15 @@ def test_server_attributes_follow_a_changed_base_url(observed, instrumented, ser
 
 def test_server_attributes_come_from_a_base_url_property_that_differs(observed, instrumented, server) -> None:
     # The instrumentor reads `_base_url` directly only for client classes whose property returns it.
+    # Through the base class's property: openai 3.63 made `_base_url` a property reading `base_url`.
     class Gateway(OpenAI):
         @property
         def base_url(self) -> Any:  # type: ignore[override]
-            return type(self._base_url)(server.base_url + "/v1/")
+            return type(OpenAI.base_url.fget(self))(server.base_url + "/v1/")  # type: ignore[attr-defined]
 
         @base_url.setter
         def base_url(self, url: Any) -> None:
-            self._base_url = type(self._base_url)(str(url))
+            OpenAI.base_url.fset(self, url)  # type: ignore[attr-defined]
 
     with Gateway(base_url="https://gateway.invalid:8443/v1", api_key="test") as client:
         client.chat.completions.create(**CHAT_KW)

@@ -35,10 +35,6 @@ def _strip_model(model: Any) -> str | None:
     return model or None
 
 
-def _api_client(instance: Any) -> Any:
-    return getattr(instance, "_api_client", None)
-
-
 @functools.lru_cache(maxsize=64)
 def _server_of_url(base_url: str) -> tuple[tuple[str, Any], ...]:
     """`urlsplit` costs ~20k instructions: done once per base URL."""

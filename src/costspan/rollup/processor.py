@@ -424,6 +424,8 @@ class CostSpanProcessor(SpanProcessor):
                 span.name,
             )
             return None
+        if attributes.get(attrs.COST_STATUS) == attrs.STATUS_DUPLICATE:
+            return None  # already said to be counted elsewhere (another costspan process, the app)
         failed = span.status.status_code is StatusCode.ERROR
         if scope_name is None or not scope_name.startswith("costspan."):
             self._matching = True

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import re
+import threading
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -172,3 +173,29 @@ def exporter_rows(path: Path) -> Iterator[dict[str, Any]]:
 def insert_statement(path: Path, table: str = "otel.otel_traces") -> str:
     rows = "\n".join(json.dumps(row) for row in exporter_rows(path))
     return f"INSERT INTO {table} FORMAT JSONEachRow\n{rows}\n"
+
+
+class ChdbServer:
+    """One chDB session (one per process) with a database per span file."""
+
+    def __init__(self, path: Path) -> None:
+        from chdb import session as chdb_session
+
+        self.session = chdb_session.Session(str(path))
+        self.lock = threading.Lock()
+
+    def load(self, database: str, spans: Path) -> None:
+        with self.lock:
+            self.session.query(f"CREATE DATABASE IF NOT EXISTS {database}")
+            self.session.query(TRACES_TABLE.replace("otel.otel_traces", f"{database}.otel_traces"))
+            self.session.query(insert_statement(spans, f"{database}.otel_traces"))
+
+    def query(
+        self, database: str, sql: str, fmt: str = "JSONEachRow", params: dict[str, str] | None = None
+    ) -> str:
+        with self.lock:
+            self.session.query(f"USE {database}")
+            return str(self.session.query(sql, fmt, params=params))
+
+    def close(self) -> None:
+        self.session.close()

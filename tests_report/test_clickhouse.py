@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import itertools
 import json
-import threading
-from collections.abc import Iterator
 from datetime import UTC, datetime
 from decimal import Decimal as D
 from pathlib import Path
@@ -20,8 +18,7 @@ from typing import Any
 
 import chdb
 import pytest
-from chdb import session as chdb_session
-from clickhouse_table import TRACES_TABLE, exporter_rows, go_float, insert_statement
+from clickhouse_table import ChdbServer, exporter_rows, go_float
 
 from conftest import ROOT, Scenario
 from costspan.analysis.clickhouse import (
@@ -34,36 +31,10 @@ from costspan.analysis.report import DIMENSIONS, GroupCost, group_costs
 from costspan.analysis.spans import connect, load_spans
 
 
-class ChdbServer:
-    """One chDB session (one per process) with a database per span file."""
-
-    def __init__(self, path: Path) -> None:
-        self.session = chdb_session.Session(str(path))
-        self.lock = threading.Lock()
-
-    def load(self, database: str, spans: Path) -> None:
-        with self.lock:
-            self.session.query(f"CREATE DATABASE IF NOT EXISTS {database}")
-            self.session.query(TRACES_TABLE.replace("otel.otel_traces", f"{database}.otel_traces"))
-            self.session.query(insert_statement(spans, f"{database}.otel_traces"))
-
-    def query(
-        self, database: str, sql: str, fmt: str = "JSONEachRow", params: dict[str, str] | None = None
-    ) -> str:
-        with self.lock:
-            self.session.query(f"USE {database}")
-            return str(self.session.query(sql, fmt, params=params))
-
-
 @pytest.fixture(scope="module")
-def engine(
-    tmp_path_factory: pytest.TempPathFactory, scenario: Scenario, edge_spans: Path
-) -> Iterator[ChdbServer]:
-    server = ChdbServer(tmp_path_factory.mktemp("chdb"))
-    server.load("otel", scenario.path)
-    server.load("edge", edge_spans)
-    yield server
-    server.session.close()
+def engine(chdb_engine: ChdbServer, edge_spans: Path) -> ChdbServer:
+    chdb_engine.load("edge", edge_spans)
+    return chdb_engine
 
 
 def clickhouse_report(

@@ -320,6 +320,22 @@ def _edge_spans() -> list[dict[str, Any]]:
                 "costspan.cost.status": "priced",
             },
         ),
+        # a run that started two days before the calls in it: with --since between the two, its calls
+        # are not counted (a run is selected by its start)
+        _span("long", -200_000, _run("long", "l1", **{"costspan.task.outcome": "success"})),
+        _span(
+            "chat",
+            60,
+            {
+                **_run("long", "l1"),
+                **chat,
+                "gen_ai.request.model": "m1",
+                "gen_ai.usage.input_tokens": 5,
+                "gen_ai.usage.output_tokens": 5,
+                "gen_ai.usage.cost": 0.75,
+                "costspan.cost.status": "priced",
+            },
+        ),
         # etl r4: two task spans with one task id (the first decides), several runs for percentiles
         _span(
             "etl", 40, _run("etl", "r4", **{"costspan.customer_id": "c1", "costspan.task.outcome": "success"})

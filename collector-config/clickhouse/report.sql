@@ -71,12 +71,11 @@ spans AS (
         ) AS output_tokens_text
     FROM {table:Identifier}
     -- Only the spans the report reads (the exporter's bloom-filter index on mapKeys(SpanAttributes)
-    -- skips the rest); a run's calls start after it, so nothing before since_ns (less a day of clock
-    -- skew between services) can count.
-    WHERE (mapContains(SpanAttributes, 'costspan.cost.status')
-           OR SpanAttributes['gen_ai.operation.name'] = 'execute_tool'
-           OR mapContains(SpanAttributes, 'costspan.task_id'))
-      AND toUnixTimestamp64Nano(Timestamp) >= {since_ns:Int64} - 86400000000000
+    -- skips granules without them). No cut on Timestamp here: a run is selected by its task span's
+    -- start, so a run that started before since_ns must be read to leave out its later calls.
+    WHERE mapContains(SpanAttributes, 'costspan.cost.status')
+       OR SpanAttributes['gen_ai.operation.name'] = 'execute_tool'
+       OR mapContains(SpanAttributes, 'costspan.task_id')
 ),
 flat AS (
     SELECT *,

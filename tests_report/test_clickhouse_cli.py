@@ -6,6 +6,7 @@ printed report must be byte for byte the one `costspan report SPAN_FILE` prints 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import socket
 import threading
@@ -151,6 +152,29 @@ def _closed_port() -> int:
         return sock.getsockname()[1]
 
 
+@contextlib.contextmanager
+def _not_http() -> Iterator[int]:
+    """A port that answers a request with bytes that are not HTTP."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+
+    def answer() -> None:
+        with contextlib.suppress(OSError):
+            connection, _ = listener.accept()
+            with connection:
+                connection.recv(65536)
+                connection.sendall(b"\x00\x17\x02 not http\r\n\r\n")
+
+    thread = threading.Thread(target=answer, daemon=True)
+    thread.start()
+    try:
+        yield listener.getsockname()[1]
+    finally:
+        listener.close()
+        thread.join(5)
+
+
 def _fails_cleanly(done: Any, *expected: str) -> None:
     assert done.returncode == 2, (done.stdout, done.stderr)
     assert done.stdout == ""
@@ -170,6 +194,17 @@ def test_errors_name_the_url_without_the_password(clickhouse: StandIn) -> None:
     port = _closed_port()
     unreachable = costspan_report("--clickhouse", f"http://{USER}:s3cr3t@127.0.0.1:{port}/", check=False)
     _fails_cleanly(unreachable, f"cannot reach ClickHouse at http://{USER}@127.0.0.1:{port}/")
+    with _not_http() as garbage_port:  # e.g. ClickHouse's native port (9000) instead of its HTTP one
+        not_http = costspan_report(
+            "--clickhouse", f"http://{USER}:s3cr3t@127.0.0.1:{garbage_port}/", check=False
+        )
+    _fails_cleanly(not_http, f"cannot reach ClickHouse at http://{USER}@127.0.0.1:{garbage_port}/")
+    in_query = f"http://127.0.0.1:{clickhouse.port}/?database=otel&user={USER}&password=s3cr3t%2Fpw"
+    _fails_cleanly(
+        costspan_report("--clickhouse", in_query, "--clickhouse-table", "traces", check=False),
+        f"ClickHouse at http://{USER}@127.0.0.1:{clickhouse.port}/?database=otel answered",
+        "UNKNOWN_TABLE",  # the user and password in the query string were taken as such
+    )
     bad_table = costspan_report(
         "--clickhouse", clickhouse.url(), "--clickhouse-table", "x; DROP", check=False
     )

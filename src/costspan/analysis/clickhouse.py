@@ -10,6 +10,7 @@ setting may be added). Only the standard library is used.
 
 from __future__ import annotations
 
+import http.client
 import json
 import re
 import urllib.error
@@ -137,7 +138,18 @@ def parse_clickhouse_url(url: str) -> ClickHouseTarget:
         netloc += f":{port}"
     user = urllib.parse.unquote(parts.username) if parts.username is not None else None
     password = urllib.parse.unquote(parts.password) if parts.password is not None else None
-    clean = urllib.parse.urlunsplit((parts.scheme, netloc, parts.path or "/", parts.query, ""))
+    # ClickHouse also takes ?user=...&password=...: move them to the headers too, out of messages.
+    query = []
+    for key, value in urllib.parse.parse_qsl(parts.query, keep_blank_values=True):
+        if key == "user" and user is None:
+            user = value
+        elif key == "password" and password is None:
+            password = value
+        elif key not in ("user", "password"):
+            query.append((key, value))
+    clean = urllib.parse.urlunsplit(
+        (parts.scheme, netloc, parts.path or "/", urllib.parse.urlencode(query), "")
+    )
     return ClickHouseTarget(clean, user or None, password)
 
 
@@ -147,7 +159,9 @@ def run_query(
     """POST the query with its parameters (`param_NAME=...`) and read its JSONEachRow rows."""
     parts = urllib.parse.urlsplit(target.url)
     query = urllib.parse.parse_qsl(parts.query, keep_blank_values=True)
-    query += [("default_format", "JSONEachRow")]
+    # wait_end_of_query: ClickHouse sends the result only once the query ended, so an error midway is
+    # an HTTP error status, not a 200 with the exception appended to a partial result.
+    query += [("default_format", "JSONEachRow"), ("wait_end_of_query", "1")]
     query += [(f"param_{name}", value) for name, value in params.items()]
     url = urllib.parse.urlunsplit(parts._replace(query=urllib.parse.urlencode(query)))
     headers = {"Content-Type": "text/plain; charset=utf-8"}
@@ -163,8 +177,13 @@ def run_query(
         body = exc.read().decode("utf-8", "replace").strip()
         first = body.splitlines()[0] if body else f"HTTP {exc.code} {exc.reason}"
         raise ClickHouseError(f"ClickHouse at {target.shown} answered: {_short(first)}") from None
-    except (urllib.error.URLError, OSError) as exc:
-        reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
+    except (urllib.error.URLError, OSError, http.client.HTTPException) as exc:
+        if isinstance(exc, http.client.HTTPException):
+            reason = (
+                f"no HTTP answer ({type(exc).__name__}): is it ClickHouse's HTTP port (8123, 8443 with TLS)?"
+            )
+        else:
+            reason = exc.reason if isinstance(exc, urllib.error.URLError) else exc
         raise ClickHouseError(f"cannot reach ClickHouse at {target.shown}: {reason}") from None
     try:
         return parse_json_rows(text)

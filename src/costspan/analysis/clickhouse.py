@@ -3,9 +3,10 @@ interface, on the table the OpenTelemetry Collector's `clickhouse` exporter writ
 
 URL: `http[s]://[USER[:PASSWORD]@]HOST[:PORT][/PATH][?database=DB&SETTING=VALUE...]`, ClickHouse's
 HTTP port (8123, or 8443 with TLS). The user and password are sent as the `X-ClickHouse-User` /
-`X-ClickHouse-Key` headers, never in the request's URL; the query string goes to ClickHouse as is
-(`database` selects the database the exporter writes to, `default` if none; any other ClickHouse
-setting may be added). Only the standard library is used.
+`X-ClickHouse-Key` headers (so are `?user=` and `?password=`), never in the request's URL nor in
+messages; the rest of the query string goes to ClickHouse as is (`database` selects the database the
+exporter writes to, `default` if none; any other ClickHouse setting may be added). Only the standard
+library is used.
 """
 
 from __future__ import annotations

@@ -68,6 +68,12 @@ def _count(paths: list[Path]) -> dict[str, int]:
     return names
 
 
+def test_a_directory_that_does_not_exist_yet_is_made(tmp_path: Path) -> None:
+    path = tmp_path / "not" / "yet" / "spans.jsonl"
+    _spans(path, 3, "s")
+    assert _count([path]) == {"s": 3}
+
+
 def test_rotation_keeps_every_span(tmp_path: Path) -> None:
     path = tmp_path / "spans.jsonl"
     _spans(path, 60, "s", max_bytes=4000)

@@ -116,10 +116,13 @@ class OtlpJsonFileExporter(SpanExporter):
 
     # -- file handling (called with self._lock held) -------------------------------------------
 
-    def _open(self) -> int:
+    def _make_directory(self) -> None:
         directory = os.path.dirname(self.path)
         if directory:
             os.makedirs(directory, exist_ok=True)
+
+    def _open(self) -> int:
+        self._make_directory()
         return os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o644)
 
     def _current_fd(self) -> int:
@@ -143,6 +146,7 @@ class OtlpJsonFileExporter(SpanExporter):
 
     def _write(self, data: bytes) -> None:
         if self._lock_fd is None:
+            self._make_directory()  # the lock file sits beside the spans file
             self._lock_fd = os.open(self.path + ".lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o644)
         fcntl.flock(self._lock_fd, fcntl.LOCK_EX)
         try:

@@ -14,6 +14,10 @@ Contenders:
   pydantic-ai's `chat` span, the CostSpanProcessor pricing it, rolling it up and matching the two
   (pydantic-ai's span is marked `duplicate`). (costspan) - (pydantic_ai) is what costspan adds to
   an instrumented framework call, matching included.
+- `processor`: pydantic-ai's instrumentation plus `costspan.configure(instrument=False)`: the
+  CostSpanProcessor alone, pricing pydantic-ai's `chat` span (no costspan span, nothing to match).
+  Splits the row above: what the processor does with the framework's spans, and what costspan's
+  own call span and its matching add on top.
 
 No MeterProvider anywhere (pydantic-ai and costspan both get the global no-op one).
 
@@ -33,7 +37,7 @@ from llm_workloads import MESSAGES, MODEL, _openai_handler
 from opentelemetry.sdk.trace import TracerProvider
 from span_workloads import Workload, batch_processor, queue_of
 
-CONTENDERS = ("bare", "pydantic_ai", "costspan")
+CONTENDERS = ("bare", "pydantic_ai", "costspan", "processor")
 PROMPT = str(MESSAGES[0]["content"])
 
 
@@ -56,11 +60,11 @@ class FrameworkSetup:
         instrument: Any = False
         if contender != "bare":
             self.tracer_provider = TracerProvider()
-            if contender == "costspan":
+            if contender in ("costspan", "processor"):
                 import costspan
 
-                # Adds the CostSpanProcessor first and instruments the installed SDKs (openai here).
-                costspan.configure(tracer_provider=self.tracer_provider)
+                # Adds the CostSpanProcessor first and (costspan) instruments the installed SDKs.
+                costspan.configure(tracer_provider=self.tracer_provider, instrument=contender == "costspan")
             batch = batch_processor()
             self.tracer_provider.add_span_processor(batch)
             self.drain = queue_of(batch).clear

@@ -55,9 +55,11 @@ def test_each_contender_makes_the_spans_it_claims(contender: str) -> None:
         # costspan's call is priced; pydantic-ai's chat span above it is matched as its duplicate.
         assert [s.instrumentation_scope.name for s in priced] == ["costspan.instrumentation.openai"] * 2
         assert all(s.attributes["gen_ai.usage.cost"] == pytest.approx(CALL_COST) for s in priced)
-        wrappers = [
-            s for s in spans if s.instrumentation_scope.name == "pydantic-ai" and s.name == "chat gpt-4o"
-        ]
+        wrappers = [s for s in spans if (s.instrumentation_scope.name, s.name) == PYDANTIC_CHAT]
         assert [s.attributes["costspan.cost.status"] for s in wrappers] == ["duplicate"] * 2
+    elif contender == "processor":
+        # The processor alone: pydantic-ai's chat span is the call, and is priced.
+        assert [(s.instrumentation_scope.name, s.name) for s in priced] == [PYDANTIC_CHAT] * 2
+        assert all(s.attributes["gen_ai.usage.cost"] == pytest.approx(CALL_COST) for s in priced)
     else:
         assert priced == []

@@ -701,7 +701,7 @@ def test_cancelled_async_call(observed, instrumented, server) -> None:
 def test_instrumentation_fault_never_reaches_caller(
     observed, instrumented, server, client, monkeypatch
 ) -> None:
-    from costspan.instrumentation import anthropic as module
+    from costspan.instrumentation.anthropic import response as module
 
     def broken(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("instrumentation bug")
@@ -716,7 +716,7 @@ def test_instrumentation_fault_never_reaches_caller(
 
 
 def test_stream_fault_never_reaches_caller(observed, instrumented, server, client, monkeypatch) -> None:
-    from costspan.instrumentation import anthropic as module
+    from costspan.instrumentation.anthropic import stream as module
 
     def broken(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("instrumentation bug")

@@ -620,7 +620,7 @@ def test_stream_span_is_current_while_sdk_requests(observed, instrumented, serve
 def test_instrumentation_fault_never_reaches_caller(
     observed, instrumented, server, client, monkeypatch
 ) -> None:
-    from costspan.instrumentation import google_genai as module
+    from costspan.instrumentation.google_genai import response as module
 
     def broken(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("instrumentation bug")

@@ -684,7 +684,7 @@ def test_azure_stream(observed, instrumented, server) -> None:
 
 
 def test_azure_host_detection() -> None:
-    from costspan.instrumentation.openai import _is_azure
+    from costspan.instrumentation.openai.request import _is_azure
 
     assert _is_azure(None, "my-resource.openai.azure.com")
     assert not _is_azure(None, "api.openai.com")
@@ -921,7 +921,7 @@ def test_cancelled_async_call(observed, instrumented, server) -> None:
 def test_instrumentation_fault_never_reaches_caller(
     observed, instrumented, server, client, monkeypatch
 ) -> None:
-    from costspan.instrumentation import openai as module
+    from costspan.instrumentation.openai import response as module
 
     def broken(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("instrumentation bug")
@@ -937,7 +937,7 @@ def test_instrumentation_fault_never_reaches_caller(
 
 
 def test_stream_fault_never_reaches_caller(observed, instrumented, server, client, monkeypatch) -> None:
-    from costspan.instrumentation import openai as module
+    from costspan.instrumentation.openai import stream as module
 
     def broken(*args: Any, **kwargs: Any) -> None:
         raise RuntimeError("instrumentation bug")

@@ -90,3 +90,46 @@ def test_imports_point_down_the_flow(path: Path) -> None:
         if _stage_of(name) > own
     ]
     assert upward == []
+
+
+# --- provider packages: one shape, imports down the package, never another provider's -----------
+
+INSTRUMENTATION = SRC / "instrumentation"
+PROVIDERS = sorted(p.name for p in INSTRUMENTATION.iterdir() if (p / "__init__.py").exists())
+# A provider package's modules, bottom to top: each imports only the ones before it.
+PROVIDER_MODULES = ("patches", "request", "response", "stream", "wrappers", "instrumentor", "__init__")
+PROVIDER_FILES = sorted(p for provider in PROVIDERS for p in (INSTRUMENTATION / provider).glob("*.py"))
+
+
+def test_every_provider_package_has_the_same_modules() -> None:
+    """No module a provider package names its own way; a reading module (`request`, `response`,
+    `stream`) may be left out by a provider with nothing of that kind to read."""
+    assert PROVIDERS == ["anthropic", "google_genai", "litellm", "openai"]
+    for provider in PROVIDERS:
+        found = {p.stem for p in (INSTRUMENTATION / provider).glob("*.py")}
+        assert found <= set(PROVIDER_MODULES), provider
+        assert {"__init__", "patches", "wrappers", "instrumentor"} <= found, provider
+
+
+def test_each_provider_package_says_its_job() -> None:
+    for provider in PROVIDERS:
+        doc = ast.get_docstring(
+            ast.parse((INSTRUMENTATION / provider / "__init__.py").read_text(encoding="utf-8"))
+        )
+        assert doc, f"instrumentation/{provider}/__init__.py has no docstring"
+
+
+@pytest.mark.parametrize("path", PROVIDER_FILES, ids=lambda p: str(p.relative_to(SRC)))
+def test_provider_modules_import_down_their_package(path: Path) -> None:
+    provider, own = path.parent.name, PROVIDER_MODULES.index(path.stem)
+    wrong = []
+    for line, name in _imports(path):
+        parts = name.split(".")
+        if parts[:2] != ["costspan", "instrumentation"] or len(parts) < 3 or parts[2] not in PROVIDERS:
+            continue  # shared helpers (`_call`, `_stream`, ...) and the stages below
+        where = f"{path.relative_to(SRC)}:{line} imports {name}"
+        if parts[2] != provider:
+            wrong.append(f"{where} (another provider's package)")
+        elif PROVIDER_MODULES.index(parts[3] if len(parts) > 3 else "__init__") >= own:
+            wrong.append(f"{where} (not before {path.stem} in {PROVIDER_MODULES})")
+    assert wrong == []

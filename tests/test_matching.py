@@ -209,3 +209,24 @@ def test_costspan_alone_never_turns_matching_on(t: Traced) -> None:
         a.end()
     assert t.processor._matching is False
     assert t.spans()["t"].attributes["costspan.rollup.llm_calls"] == 2
+
+
+def test_recent_own_calls_match_by_trace_response_id_and_overlap_and_stay_bounded() -> None:
+    from costspan.rollup.matching import RecentOwnCalls, describe
+
+    recent = RecentOwnCalls(maxsize=3)
+    recent.remember(1, "resp-a", 0xA, start=100, end=200)
+
+    def late(trace_id: int, response_id: str, start: int, end: int) -> int | None:
+        call = describe(0xF, {"gen_ai.response.id": response_id}, start, end)
+        return recent.counted(trace_id, call)
+
+    assert late(1, "resp-a", 150, 190) == 0xA  # same trace, same id, inside the call's time
+    assert late(2, "resp-a", 150, 190) is None  # another trace
+    assert late(1, "resp-b", 150, 190) is None  # another response
+    assert late(1, "resp-a", 300, 400) is None  # a later request answered with the same id
+    for n in range(10):
+        recent.remember(1, f"resp-{n}", n, start=0, end=1)
+    assert len(recent) == 3  # the oldest go first
+    assert late(1, "resp-a", 150, 190) is None
+    assert late(1, "resp-9", 0, 1) == 9

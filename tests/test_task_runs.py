@@ -132,6 +132,18 @@ def test_task_failed_marks_the_run_failed_without_raising(obs: Any, client: Open
     assert span.status.description == "invalid_json"
 
 
+def test_an_outcome_the_app_writes_on_the_task_span_wins(obs: Any, client: OpenAI) -> None:
+    with costspan.task("classify", tracer_provider=obs.tracer_provider) as span:
+        chat(client)
+        span.set_attribute(attrs.TASK_OUTCOME, "refused")  # e.g. its own policy said no
+    with costspan.task("classify", tracer_provider=obs.tracer_provider) as span:
+        span.set_attribute(attrs.TASK_OUTCOME, "maybe")  # not an outcome: costspan's own applies
+    outcomes = sorted(point.attributes[attrs.TASK_OUTCOME] for point in task_points(obs))
+    assert outcomes == ["refused", "success"]
+    spans = [s for s in obs.exporter.get_finished_spans() if s.name == "classify"]
+    assert [s.attributes[attrs.TASK_OUTCOME] for s in spans] == ["refused", "success"]
+
+
 def test_task_failed_outside_a_task_does_nothing(obs: Any) -> None:
     costspan.task_failed("nothing to mark")  # no exception, no run
     assert task_points(obs) == []

@@ -1,4 +1,5 @@
-"""LiteLLM's OTel callback (`litellm.callbacks = ["otel"]`), without costspan's LiteLLM instrumentor.
+"""LiteLLM's OTel callback (`litellm.callbacks = ["otel"]`), without costspan's LiteLLM instrumentor
+(disabled here), then beside it.
 
 Without request spans the callback writes the call's `gen_ai.*` attributes onto whatever span is
 current (costspan's task span): that span is not a call and is never priced. With
@@ -32,7 +33,16 @@ _TOOLS = [
 
 
 @pytest.fixture
-def otel_callback(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def costspan_litellm(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> bool:
+    """Whether `costspan.configure()` (the `run` fixture) instruments LiteLLM too; by default not."""
+    on = bool(getattr(request, "param", False))
+    if not on:
+        monkeypatch.setenv("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", "costspan_litellm")
+    return on
+
+
+@pytest.fixture
+def otel_callback(costspan_litellm: bool, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setattr(litellm, "callbacks", ["otel"])
     yield
     litellm.logging_callback_manager._reset_all_callbacks()
@@ -71,7 +81,7 @@ def _wait_for(run: Run, name: str, count: int) -> list[Any]:
 
 @pytest.mark.parametrize("streamed", [False, True], ids=["whole", "streamed"])
 def test_usage_litellm_writes_on_the_task_span_does_not_make_it_a_call(
-    run: Run, otel_callback: None, streamed: bool, monkeypatch: pytest.MonkeyPatch
+    otel_callback: None, run: Run, streamed: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.delenv("USE_OTEL_LITELLM_REQUEST_SPAN", raising=False)
     assert run.setup.processor is not None
@@ -91,7 +101,7 @@ def test_usage_litellm_writes_on_the_task_span_does_not_make_it_a_call(
 
 @pytest.mark.parametrize("streamed", [False, True], ids=["whole", "streamed"])
 def test_litellm_request_spans_priced_with_litellm_cost_late_ones_marked(
-    run: Run, otel_callback: None, streamed: bool, monkeypatch: pytest.MonkeyPatch
+    otel_callback: None, run: Run, streamed: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("USE_OTEL_LITELLM_REQUEST_SPAN", "true")
     with costspan.task("ask", customer_id="cus_1"):
@@ -110,3 +120,36 @@ def test_litellm_request_spans_priced_with_litellm_cost_late_ones_marked(
     assert rolled + len(late) * TURN_COST == AGENT_COST
     # LiteLLM gives its late spans the call's times: only costspan.rollup.late tells them apart.
     assert late or task["costspan.rollup.llm_calls"] == 2
+
+
+@pytest.mark.parametrize("costspan_litellm", [True], indirect=True)
+@pytest.mark.parametrize("streamed", [False, True], ids=["whole", "streamed"])
+def test_request_spans_beside_costspans_litellm_instrumentor_count_each_request_once(
+    otel_callback: None, run: Run, streamed: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("USE_OTEL_LITELLM_REQUEST_SPAN", "true")
+    with costspan.task("ask", customer_id="cus_1"):
+        _two_turns(run, streamed)
+    requests = _wait_for(run, "litellm_request", 2)
+    assert run.model_requests() == 2
+    calls = [s for s in run.spans() if s.instrumentation_scope.name == "costspan.instrumentation.litellm"]
+    assert len(calls) == 2
+    by_id = {s.attributes["gen_ai.response.id"]: s for s in calls}
+    for request in requests:
+        call = by_id[request.attributes["gen_ai.response.id"]]
+        pair = {"costspan": call, "litellm": request}
+        counted = [k for k, s in pair.items() if s.attributes["costspan.cost.status"] == "priced"]
+        assert len(counted) == 1, pair
+        other = pair["litellm" if counted == ["costspan"] else "costspan"].attributes
+        assert other["costspan.cost.status"] == "duplicate"
+        assert other["costspan.cost.counted_in"] == format(pair[counted[0]].context.span_id, "016x")
+        assert "gen_ai.usage.cost" not in other
+        assert Decimal(repr(pair[counted[0]].attributes["gen_ai.usage.cost"])) == TURN_COST
+        if not streamed:
+            # LiteLLM's logging thread makes its span after costspan's has ended: costspan's counts.
+            assert counted == ["costspan"]
+    # A stream's request span may end first (LiteLLM logs from a thread as the stream ends, under
+    # the task): then it counts, with LiteLLM's own cost, and costspan's is the duplicate.
+    assert run.trace_cost_sum() == AGENT_COST
+    assert Decimal(repr(run.span("ask").attributes["costspan.rollup.cost_usd"])) == AGENT_COST
+    assert run.metric_cost() == AGENT_COST

@@ -6,8 +6,10 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -64,6 +66,18 @@ def scenario(tmp_path_factory: pytest.TempPathFactory) -> Scenario:
 @pytest.fixture(scope="session")
 def dearer_scenario(tmp_path_factory: pytest.TempPathFactory) -> Scenario:
     return run_scenario(tmp_path_factory.mktemp("spans") / "spans.jsonl", "--dearer")
+
+
+@pytest.fixture(scope="session")
+def chdb_engine(tmp_path_factory: pytest.TempPathFactory, scenario: Scenario) -> Iterator[Any]:
+    """ClickHouse's engine in process (chDB) with the Collector clickhouse exporter's `otel_traces`
+    table in database `otel`, holding the scenario's spans as the exporter would write them."""
+    from clickhouse_table import ChdbServer
+
+    server = ChdbServer(tmp_path_factory.mktemp("chdb"))
+    server.load("otel", scenario.path)
+    yield server
+    server.close()
 
 
 def report_json(*args: str) -> dict[str, dict[str, object]]:

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# `costspan report` (issue 27): its own virtualenv with the `report` extra (DuckDB) and Debian's
+# `costspan report` (issue 27): its own virtualenv with the `report` extra (DuckDB), the
+# `report-test` extra (chDB: the ClickHouse report's SQL on ClickHouse's engine) and Debian's
 # chromium for the HTML report test; then the CI cost gate on the project's own examples: they run
 # against the bundled fake provider (deterministic), write their spans with the costspan_file
 # exporter, and their cost per successful run per task type must stay within 10% of
@@ -13,7 +14,7 @@ if ! command -v chromium >/dev/null 2>&1; then
 fi
 python3 -m venv "$CI_WORK/report"
 "$CI_WORK/report/bin/python" -m pip install -q --upgrade pip
-"$CI_WORK/report/bin/python" -m pip install -q -e ".[test,report]"
+"$CI_WORK/report/bin/python" -m pip install -q -e ".[test,report,report-test]"
 
 spans="$CI_WORK/example-spans/spans.jsonl"
 for example in lead_enrichment react_loop document_pipeline multi_provider web_service; do

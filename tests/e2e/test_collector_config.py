@@ -22,14 +22,14 @@ from rotel_collector import agent_path, documented_settings
 from costspan import attributes
 
 CONFIG_DIR = Path(__file__).resolve().parents[2] / "collector-config"
-YAML_FILES = sorted(CONFIG_DIR.glob("*.yaml"))
+YAML_FILES = sorted([*CONFIG_DIR.glob("*.yaml"), *CONFIG_DIR.glob("clickhouse/*.yaml")])
 KINDS = ("receivers", "processors", "exporters", "connectors", "extensions")
 
 # Component types these files may use (otelcol-contrib v0.157+ names).
 KNOWN_TYPES = {
     "receivers": {"otlp"},
     "processors": {"memory_limiter", "batch", "tail_sampling", "deltatocumulative"},
-    "exporters": {"otlp_grpc", "otlp_http", "load_balancing", "prometheus", "debug"},
+    "exporters": {"otlp_grpc", "otlp_http", "load_balancing", "prometheus", "debug", "clickhouse"},
     "connectors": {"signaltometrics"},
     "extensions": set(),
 }
@@ -85,20 +85,21 @@ def strings(node: Any) -> Iterator[str]:
 
 
 def test_the_documented_files_exist() -> None:
-    names = {p.name for p in YAML_FILES}
+    names = {p.relative_to(CONFIG_DIR).as_posix() for p in YAML_FILES}
     assert names == {
         "jaeger.yaml",
         "tempo.yaml",
         "gateway-loadbalancer.yaml",
         "gateway-sampler.yaml",
         "cost-metrics.yaml",
+        "clickhouse/otelcol-clickhouse.yaml",
     }
     readme = (CONFIG_DIR / "README.md").read_text()
     for name in [*names, "rotel.env"]:
         assert f"({name})" in readme, f"collector-config/README.md does not link {name}"
 
 
-@pytest.fixture(params=YAML_FILES, ids=[p.name for p in YAML_FILES])
+@pytest.fixture(params=YAML_FILES, ids=[p.relative_to(CONFIG_DIR).as_posix() for p in YAML_FILES])
 def config_file(request: pytest.FixtureRequest) -> Path:
     return request.param
 
@@ -221,6 +222,7 @@ REQUIRED = {
     "otlp_grpc": _endpoint,
     "otlp_http": _endpoint,
     "prometheus": _endpoint,
+    "clickhouse": _endpoint,
     "memory_limiter": _memory_limiter,
     "load_balancing": _load_balancing,
     "tail_sampling": _tail_sampling,

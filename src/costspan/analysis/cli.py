@@ -5,7 +5,10 @@ costspan report PATH... [--by task|customer|feature|agent|step|model] [--since T
 costspan report PATH... --trace TRACE_ID
 costspan report PATH... --save-baseline FILE
 costspan report PATH... --baseline FILE [--max-increase 10%]     (exit 1 past the threshold)
-costspan report --clickhouse URL [--by ...]                      (the Collector's otel_traces table)
+costspan report --clickhouse URL [--clickhouse-table NAME] [--by ...] [--since T] [--until T]
+                [--format table|json|csv] [--save-baseline FILE | --baseline FILE]
+    (the OpenTelemetry Collector clickhouse exporter's table, over ClickHouse's HTTP interface;
+    URL: http[s]://[USER[:PASSWORD]@]HOST:8123/[?database=DB], see costspan.analysis.clickhouse)
 """
 
 from __future__ import annotations
@@ -73,9 +76,17 @@ def _parser() -> argparse.ArgumentParser:
         "--max-increase", default="10%", help="allowed rise in cost per successful run (default 10%%)"
     )
     parser.add_argument(
-        "--clickhouse", metavar="URL", help="query the Collector's otel_traces table in ClickHouse"
+        "--clickhouse",
+        metavar="URL",
+        help="instead of span files, query the table the Collector's clickhouse exporter writes, "
+        "over ClickHouse's HTTP interface: http[s]://[USER[:PASSWORD]@]HOST:8123/[?database=DB]",
     )
-    parser.add_argument("--clickhouse-table", default="otel_traces", help=argparse.SUPPRESS)
+    parser.add_argument(
+        "--clickhouse-table",
+        default="otel_traces",
+        metavar="NAME",
+        help="the exporter's traces_table_name, in the URL's database (default otel_traces)",
+    )
     parser.add_argument("--memory-limit", default="2GB", help="DuckDB's memory limit (default 2GB)")
     return parser
 
@@ -91,14 +102,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = _parser()
     args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     if args.clickhouse:
-        from costspan.analysis.clickhouse import clickhouse_group_costs
-
-        if args.format == "html":
-            parser.error("--format html reads span files (not --clickhouse)")
-        rows = clickhouse_group_costs(
-            args.clickhouse, args.by, args.since, args.until, table=args.clickhouse_table
-        )
-        return _finish(args, rows, notes=[])
+        return _from_clickhouse(parser, args)
     if not args.paths:
         parser.error("name at least one span file (or --clickhouse URL)")
     try:
@@ -137,27 +141,57 @@ def main(argv: Sequence[str] | None = None) -> int:
         notes += outcome.notes()
     if args.baseline or args.save_baseline:
         rows = group_costs(con, "task", args.since, args.until, calls_table=calls_table)
-        if args.save_baseline:
-            gate.save_baseline(args.save_baseline, rows)
-            saved_to = args.save_baseline
-            print(f"costspan report: baseline of {len(rows)} task types saved to {saved_to}", file=sys.stderr)
-        if args.baseline:
-            try:
-                saved = gate.load_baseline(args.baseline)
-                limit = gate.parse_increase(args.max_increase)
-            except gate.BaselineError as exc:
-                print(f"costspan report: {exc}", file=sys.stderr)
-                return 2
-            result = gate.check(saved, rows, limit)
-            _emit(result.table(), args.output)
-            return 1 if result.failed else 0
-        return 0
+        return _gate(args, rows)
     rows = group_costs(con, args.by, args.since, args.until, calls_table=calls_table)
     if args.format == "html":
         from costspan.analysis.html import chart_data
 
         args.charts = chart_data(con, calls_table, args.since, args.until)
     return _finish(args, rows, notes)
+
+
+def _from_clickhouse(parser: argparse.ArgumentParser, args: argparse.Namespace) -> int:
+    from costspan.analysis.clickhouse import ClickHouseError, clickhouse_group_costs
+
+    if args.paths:
+        parser.error("name span files or --clickhouse URL, not both")
+    for flag, given in (("--format html", args.format == "html"), ("--trace", args.trace)):
+        if given:
+            parser.error(f"{flag} reads span files (not --clickhouse)")
+    if args.reprice is not None:
+        parser.error("--reprice reads span files (not --clickhouse)")
+    gating = bool(args.baseline or args.save_baseline)
+    try:
+        rows = clickhouse_group_costs(
+            args.clickhouse,
+            "task" if gating else args.by,
+            args.since,
+            args.until,
+            table=args.clickhouse_table,
+        )
+    except ClickHouseError as exc:
+        print(f"costspan report: {exc}", file=sys.stderr)
+        return 2
+    return _gate(args, rows) if gating else _finish(args, rows, notes=[])
+
+
+def _gate(args: argparse.Namespace, rows: list) -> int:
+    """--save-baseline / --baseline on cost per task type."""
+    if args.save_baseline:
+        gate.save_baseline(args.save_baseline, rows)
+        saved_to = args.save_baseline
+        print(f"costspan report: baseline of {len(rows)} task types saved to {saved_to}", file=sys.stderr)
+    if args.baseline:
+        try:
+            saved = gate.load_baseline(args.baseline)
+            limit = gate.parse_increase(args.max_increase)
+        except gate.BaselineError as exc:
+            print(f"costspan report: {exc}", file=sys.stderr)
+            return 2
+        result = gate.check(saved, rows, limit)
+        _emit(result.table(), args.output)
+        return 1 if result.failed else 0
+    return 0
 
 
 def _finish(args: argparse.Namespace, rows: list, notes: list[str]) -> int:

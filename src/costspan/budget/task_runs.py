@@ -26,7 +26,7 @@ from costspan.attribution.outcome import (
 )
 from costspan.budget.errors import BudgetExceeded
 from costspan.budget.task_ledger import TASK_LEDGER
-from costspan.otel_internals.spans import put_valid
+from costspan.otel_internals.spans import attributes_of, put_valid
 from costspan.pricing import UNITS_PER_USD
 from costspan.telemetry.faults import INSTRUMENTATION_FAULTS
 from costspan.telemetry.task_metrics import task_run_metrics
@@ -55,11 +55,26 @@ def _put(span: Span, attributes: dict[str, object]) -> bool:
         return False
 
 
+_OUTCOMES = frozenset({attrs.OUTCOME_SUCCESS, attrs.OUTCOME_ERROR, attrs.OUTCOME_REFUSED})
+
+
+def _outcome_set_by_app(span: Span) -> str | None:
+    """An outcome the application wrote on the task span itself wins (as a `costspan.agent` it sets
+    does): it knows what its run achieved."""
+    try:
+        outcome = attributes_of(span).get(attrs.TASK_OUTCOME)
+    except AttributeError:  # not the SDK's span
+        return None
+    return outcome if outcome in _OUTCOMES else None
+
+
 def end_task_run(run: TaskRun, span: Span, exc: BaseException | None) -> None:
     units, retry_units = close_run(run)
-    outcome = outcome_of(run, exc)
-    if outcome == attrs.OUTCOME_ERROR and exc is not None and refused_by_budget(exc):
-        outcome = attrs.OUTCOME_REFUSED
+    outcome = _outcome_set_by_app(span)
+    if outcome is None:
+        outcome = outcome_of(run, exc)
+        if outcome == attrs.OUTCOME_ERROR and exc is not None and refused_by_budget(exc):
+            outcome = attrs.OUTCOME_REFUSED
     outlier = False
     try:
         outlier = TASK_LEDGER.add(

@@ -18,6 +18,10 @@ without `gen_ai.usage.cost`. The rule (README "With agent frameworks"):
    requests with the same model and counts are taken as one only when one of them has no response
    id; whichever is kept, the figure is the same.
 
+A span of another library that ends after costspan's span of the same request has ended (and
+after its trace's root, as LiteLLM's logging thread does) is matched by response id against
+costspan's own recent calls (`RecentOwnCalls`), whether or not matching was on when they ended.
+
 This module holds the per-trace ledger of the calls already counted (siblings) and the start-time
 checks the processor runs on spans of other libraries (agent names). It imports only attributes and
 the rollup's usage reader.
@@ -25,6 +29,7 @@ the rollup's usage reader.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Mapping
 from typing import Any
@@ -160,10 +165,10 @@ class _Counted:
             return False  # no usage on one side: nothing to tell them apart by
         if (self.input_tokens, self.output_tokens) != (other.input_tokens, other.output_tokens):
             return False
-        return self.model is None or other.model is None or _same_model(self.model, other.model)
+        return self.model is None or other.model is None or same_model(self.model, other.model)
 
 
-def _same_model(a: str, b: str) -> bool:
+def same_model(a: str, b: str) -> bool:
     """`gpt-4o` and its dated snapshot `gpt-4o-2024-08-06` name one model (a request and a response)."""
     return a == b or a.startswith(b + "-") or b.startswith(a + "-")
 
@@ -217,6 +222,42 @@ class SiblingCalls:
         return len(self._traces)
 
 
+class RecentOwnCalls:
+    """costspan's own SDK call spans that ended lately, by trace and response id.
+
+    Another library may record a request after costspan's span of it has ended, even after the
+    trace's local root has ended and before matching was on (LiteLLM's OTel callback makes its
+    `litellm_request` span in a logging thread, backdated to the call): that span finds here the one
+    that counts. Bounded: the oldest entry goes first."""
+
+    def __init__(self, maxsize: int = 4096) -> None:
+        self._calls: dict[tuple[int, str], tuple[int, int, int]] = {}
+        self._maxsize = maxsize
+
+    def remember(self, trace_id: int, response_id: str, span_id: int, start: int, end: int) -> None:
+        calls = self._calls
+        calls[trace_id, response_id] = (span_id, start, end)
+        if len(calls) > self._maxsize:
+            # Another thread may have evicted it first.
+            with contextlib.suppress(StopIteration, RuntimeError, KeyError):
+                del calls[next(iter(calls))]
+
+    def counted(self, trace_id: int, call: _Counted) -> int | None:
+        """The id of costspan's span of the same request (same response id, overlapping), else None."""
+        if call.response_id is None:
+            return None
+        found = self._calls.get((trace_id, call.response_id))
+        if found is None:
+            return None
+        span_id, start, end = found
+        if end < call.start or call.end < start:
+            return None
+        return span_id
+
+    def __len__(self) -> int:
+        return len(self._calls)
+
+
 # Span kinds other libraries label their spans with; only these are model calls.
 _OI_CALL_KINDS = frozenset({"LLM", "EMBEDDING"})
 _TRACELOOP_CALL_KINDS = frozenset({"llm"})
@@ -239,10 +280,12 @@ __all__ = [
     "COST_KEYS",
     "FRAMEWORK_AGENT_SEEN",
     "START_MARKERS",
+    "RecentOwnCalls",
     "SiblingCalls",
     "agent_name_at_start",
     "describe",
     "not_a_call",
     "records_llm_spans",
+    "same_model",
     "span_id_hex",
 ]

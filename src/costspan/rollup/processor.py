@@ -65,6 +65,7 @@ from costspan.rollup.matching import (
     COST_KEYS,
     FRAMEWORK_AGENT_SEEN,
     START_MARKERS,
+    RecentOwnCalls,
     SiblingCalls,
     agent_name_at_start,
     describe,
@@ -174,6 +175,7 @@ class CostSpanProcessor(SpanProcessor):
         self._matching = False
         self._last_scope: object = None
         self._siblings = SiblingCalls()
+        self._recent_own = RecentOwnCalls()
         self._usage_on_non_calls = 0
         self._usage_on_non_calls_log = LogOnce()
 
@@ -295,8 +297,20 @@ class CostSpanProcessor(SpanProcessor):
         new_attributes: dict[str, Any] = {}
         priced = span.__dict__.pop(CALL_TALLY_ATTR, _NO_TALLY)
         own = self._tally_own(span, attributes_of(span), new_attributes) if priced is _NO_TALLY else priced
-        if own is not None and own[LLM_CALLS] and (node.has_children or self._matching):
-            own = self._counted_once(span, node, own, new_attributes, priced is not _NO_TALLY)
+        if own is not None and own[LLM_CALLS]:
+            if node.has_children or self._matching:
+                own = self._counted_once(span, node, own, new_attributes, priced is not _NO_TALLY)
+            if own is not None and priced is not _NO_TALLY:
+                response_id = attributes_of(span).get(attrs.GEN_AI_RESPONSE_ID)
+                if type(response_id) is str:
+                    context = span.context
+                    self._recent_own.remember(
+                        context.trace_id,
+                        response_id,
+                        context.span_id,
+                        node.start,
+                        span.end_time or time.time_ns(),
+                    )
         late = False
         # No child yet, and nothing to hand up (no own tally, or no parent): closed without the lock.
         unlocked = not node.has_children and (own is None or node.parent is None)
@@ -378,6 +392,8 @@ class CostSpanProcessor(SpanProcessor):
             end = span.end_time or time.time_ns()
             call = describe(context.span_id, {**attributes_of(span), **out}, node.start, end)
             counted_in = self._siblings.counted_sibling(context.trace_id, call)
+            if counted_in is None and not own_sdk_span:
+                counted_in = self._recent_own.counted(context.trace_id, call)
         else:
             counted_in = None
         if counted_in is None:
@@ -408,6 +424,8 @@ class CostSpanProcessor(SpanProcessor):
                 span.name,
             )
             return None
+        if attributes.get(attrs.COST_STATUS) == attrs.STATUS_DUPLICATE:
+            return None  # already said to be counted elsewhere (another costspan process, the app)
         failed = span.status.status_code is StatusCode.ERROR
         if scope_name is None or not scope_name.startswith("costspan."):
             self._matching = True

@@ -19,7 +19,7 @@ from agents import (
 from openai import AsyncOpenAI
 
 import costspan
-from conftest import Run
+from conftest import CLAUDE, Run
 
 
 def _openinference() -> Any:
@@ -72,4 +72,35 @@ def test_openai_agents_costs_each_request_once(run: Run, bridge: None, api: str,
     with costspan.task("ask", customer_id="cus_1"), costspan.budget(1.0, on_exceed="warn") as spend:
         assert asyncio.run(go()) == "It is sunny."
     run.assert_one_cost_per_request(agent="weather_agent", budget=spend)
+    assert sum(1 for s in run.spans() if s.attributes.get("costspan.cost.status") == "duplicate") == 2
+
+
+@pytest.mark.parametrize("streamed", [False, True], ids=["whole", "streamed"])
+def test_openai_agents_litellm_model_on_anthropic_costs_each_request_once(
+    run: Run, bridge: None, streamed: bool
+) -> None:
+    """The Agents SDK's Anthropic route: `LitellmModel("anthropic/...")` (its litellm extension), so
+    costspan's LiteLLM span is the request's call."""
+    from agents.extensions.models.litellm_model import LitellmModel
+
+    model = LitellmModel(f"anthropic/{CLAUDE}", base_url=run.anthropic_base_url, api_key="test")
+    agent = Agent(name="weather_agent", model=model, tools=[get_weather])
+
+    async def go() -> str:
+        if streamed:
+            result = Runner.run_streamed(agent, "Weather in Paris?")
+            async for _ in result.stream_events():
+                pass
+            return str(result.final_output)
+        return str((await Runner.run(agent, "Weather in Paris?")).final_output)
+
+    with costspan.task("ask", customer_id="cus_1"), costspan.budget(1.0, on_exceed="warn") as spend:
+        assert asyncio.run(go()) == "It is sunny."
+    run.assert_one_cost_per_request(
+        agent="weather_agent",
+        budget=spend,
+        provider="anthropic",
+        counted_scope="costspan.instrumentation.litellm",
+    )
+    assert [bool((r.json() or {}).get("stream")) for r in run.server.requests] == [streamed, streamed]
     assert sum(1 for s in run.spans() if s.attributes.get("costspan.cost.status") == "duplicate") == 2

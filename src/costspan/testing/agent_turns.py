@@ -1,8 +1,10 @@
-"""A fake OpenAI model for agent loops: asks for one tool call, then answers once the result is in.
+"""A fake model for agent loops (OpenAI and Anthropic): asks for one tool call, then answers once the
+result is in.
 
 Stateless, like the real API: a request that offers tools and carries no tool result yet is
 answered with a call of `tool_name(**arguments)`; a request that carries a tool result (a `tool`
-message on Chat Completions, a `function_call_output` item on Responses) is answered with `text`.
+message on Chat Completions, a `function_call_output` item on Responses, a `tool_result` block on
+Anthropic's Messages API) is answered with `text`.
 A two-turn tool-calling agent therefore makes exactly two requests, whatever framework drives it.
 Both routes stream when asked (`stream=True`; chat usage only with `stream_options.include_usage`,
 as the real API). Every reply carries a new id (`chatcmpl-turn<N>` / `resp_turn<N>`).
@@ -10,7 +12,17 @@ as the real API). Every reply carries a new id (`chatcmpl-turn<N>` / `resp_turn<
 ```python
 server = FakeProviderServer()
 add_agent_turn_routes(server, usage=OpenAIUsage(1000, 200, cached_tokens=400), tool_name="get_weather")
+add_anthropic_agent_turn_routes(
+    server, usage=AnthropicUsage(600, 200, cache_read_input_tokens=400), tool_name="get_weather"
+)
 ```
+
+The Anthropic route (`POST .../v1/messages`) answers a tool call with a `tool_use` block and
+`stop_reason: "tool_use"`, the answer with a `text` block and `"end_turn"`; ids `msg_turn<N>` /
+`toolu_turn<N>`. With `"stream": true` it sends the events the real API sends: `message_start` (usage
+with the input and cache counts, `output_tokens` a placeholder), `content_block_start`, `ping`,
+`content_block_delta`s (`input_json_delta` / `text_delta`), `content_block_stop`, `message_delta`
+(stop reason and the final, cumulative usage), `message_stop`.
 """
 
 from __future__ import annotations
@@ -20,6 +32,8 @@ import json
 from collections.abc import Mapping
 from typing import Any
 
+from costspan.testing.anthropic import MESSAGES_PATH, AnthropicUsage
+from costspan.testing.anthropic import snapshot as anthropic_snapshot
 from costspan.testing.openai import (
     CHAT_PATH,
     CREATED,
@@ -30,13 +44,20 @@ from costspan.testing.openai import (
 )
 from costspan.testing.server import FakeProviderServer, Reply, Request
 
-__all__ = ["add_agent_turn_routes", "has_tool_result"]
+__all__ = ["add_agent_turn_routes", "add_anthropic_agent_turn_routes", "has_tool_result"]
 
 
 def has_tool_result(body: Mapping[str, Any]) -> bool:
     """Whether the request already carries a tool's result (the model's second turn)."""
     for message in body.get("messages") or ():
-        if isinstance(message, dict) and message.get("role") == "tool":
+        if not isinstance(message, dict):
+            continue
+        if message.get("role") == "tool":
+            return True
+        content = message.get("content")
+        if isinstance(content, list) and any(
+            isinstance(block, dict) and block.get("type") == "tool_result" for block in content
+        ):
             return True
     items = body.get("input")
     if isinstance(items, list):
@@ -208,6 +229,81 @@ def add_agent_turn_routes(
 
     server.route("POST", CHAT_PATH, chat)
     server.route("POST", RESPONSES_PATH, responses)
+
+
+def add_anthropic_agent_turn_routes(
+    server: FakeProviderServer,
+    *,
+    usage: AnthropicUsage,
+    tool_name: str,
+    arguments: Mapping[str, Any] | None = None,
+    text: str = "It is sunny.",
+) -> None:
+    """Register POST `.../v1/messages` answering an agent's two turns (Anthropic's Messages API).
+
+    Register before any other Anthropic routes on the same server (the first matching route
+    answers). Every reply reports `usage` (Anthropic's terms: `input_tokens` excludes the cache
+    counts).
+    """
+    call_input = dict(arguments or {})
+    numbers = itertools.count(1)
+    headers = {"request-id": "req_fakeagentturn", "anthropic-organization-id": "org-fake"}
+
+    def messages(request: Request) -> Reply:
+        body = request.json() or {}
+        n = next(numbers)
+        model = anthropic_snapshot(body.get("model") if isinstance(body.get("model"), str) else None)
+        tool = bool(body.get("tools")) and not has_tool_result(body)
+        stop_reason = "tool_use" if tool else "end_turn"
+        block: dict[str, Any] = (
+            {"type": "tool_use", "id": f"toolu_turn{n}", "name": tool_name, "input": call_input}
+            if tool
+            else {"type": "text", "text": text}
+        )
+        message = {
+            "id": f"msg_turn{n}",
+            "type": "message",
+            "role": "assistant",
+            "model": model,
+            "content": [block],
+            "stop_reason": stop_reason,
+            "stop_sequence": None,
+            "usage": usage.json(),
+        }
+        if not body.get("stream"):
+            return Reply(200, message, headers=headers)
+        start = {**message, "content": [], "stop_reason": None, "usage": usage.json(output_tokens=1)}
+        if tool:
+            opened: dict[str, Any] = {**block, "input": {}}
+            deltas = [{"type": "input_json_delta", "partial_json": json.dumps(call_input)}]
+        else:
+            opened = {"type": "text", "text": ""}
+            deltas = [{"type": "text_delta", "text": piece} for piece in _pieces(text)]
+        final_usage = usage.json()
+        final_usage.pop("service_tier", None)
+        final_usage.pop("cache_creation", None)
+        events: list[tuple[str, Any]] = [
+            ("message_start", {"type": "message_start", "message": start}),
+            ("content_block_start", {"type": "content_block_start", "index": 0, "content_block": opened}),
+            ("ping", {"type": "ping"}),
+            *[
+                ("content_block_delta", {"type": "content_block_delta", "index": 0, "delta": delta})
+                for delta in deltas
+            ],
+            ("content_block_stop", {"type": "content_block_stop", "index": 0}),
+            (
+                "message_delta",
+                {
+                    "type": "message_delta",
+                    "delta": {"stop_reason": stop_reason, "stop_sequence": None},
+                    "usage": final_usage,
+                },
+            ),
+            ("message_stop", {"type": "message_stop"}),
+        ]
+        return Reply.sse(events, headers=headers)
+
+    server.route("POST", MESSAGES_PATH, messages)
 
 
 def _pieces(text: str) -> list[str]:

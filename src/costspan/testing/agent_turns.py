@@ -40,6 +40,7 @@ from costspan.testing.openai import (
     RESPONSES_PATH,
     SYSTEM_FINGERPRINT,
     OpenAIUsage,
+    responses_api_object,
     snapshot,
 )
 from costspan.testing.server import FakeProviderServer, Reply, Request
@@ -185,11 +186,11 @@ def add_agent_turn_routes(
                 "role": "assistant",
                 "content": [{"type": "output_text", "text": text, "annotations": [], "logprobs": []}],
             }
-        done = _response_object(response_id, model, "completed", [item], usage.responses_json())
+        done = responses_api_object(response_id, model, "completed", [item], usage.responses_json())
         if not body.get("stream"):
             return Reply(200, done)
         seq = itertools.count()
-        in_progress = _response_object(response_id, model, "in_progress", [], None)
+        in_progress = responses_api_object(response_id, model, "in_progress", [], None)
         started = dict(item, status="in_progress")
         if item["type"] == "function_call":
             started["arguments"] = ""
@@ -309,34 +310,3 @@ def add_anthropic_agent_turn_routes(
 def _pieces(text: str) -> list[str]:
     words = text.split(" ")
     return [word if i == 0 else " " + word for i, word in enumerate(words)]
-
-
-def _response_object(
-    response_id: str, model: str, status: str, output: list[Any], usage: dict[str, Any] | None
-) -> dict[str, Any]:
-    return {
-        "id": response_id,
-        "object": "response",
-        "created_at": CREATED,
-        "status": status,
-        "background": False,
-        "error": None,
-        "incomplete_details": None,
-        "instructions": None,
-        "max_output_tokens": None,
-        "model": model,
-        "output": output,
-        "parallel_tool_calls": True,
-        "previous_response_id": None,
-        "reasoning": {"effort": None, "summary": None},
-        "service_tier": "default",
-        "store": True,
-        "temperature": 1.0,
-        "text": {"format": {"type": "text"}, "verbosity": "medium"},
-        "tool_choice": "auto",
-        "tools": [],
-        "top_p": 1.0,
-        "truncation": "disabled",
-        "usage": usage,
-        "metadata": {},
-    }

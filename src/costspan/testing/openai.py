@@ -104,6 +104,38 @@ def openai_error(status: int, message: str = "fake error", *, retry_after_ms: in
     return Reply(status, body, headers=headers)
 
 
+def responses_api_object(
+    response_id: str, model: str, status: str, output: list[Any], usage: dict[str, Any] | None
+) -> dict[str, Any]:
+    """A Responses API `response` object as the API returns it (and streams it in events)."""
+    return {
+        "id": response_id,
+        "object": "response",
+        "created_at": CREATED,
+        "status": status,
+        "background": False,
+        "error": None,
+        "incomplete_details": None,
+        "instructions": None,
+        "max_output_tokens": None,
+        "model": model,
+        "output": output,
+        "parallel_tool_calls": True,
+        "previous_response_id": None,
+        "reasoning": {"effort": None, "summary": None},
+        "service_tier": "default",
+        "store": True,
+        "temperature": 1.0,
+        "text": {"format": {"type": "text"}, "verbosity": "medium"},
+        "tool_choice": "auto",
+        "tools": [],
+        "top_p": 1.0,
+        "truncation": "disabled",
+        "usage": usage,
+        "metadata": {},
+    }
+
+
 def _get_path(obj: Any, *keys: str) -> Any:
     for key in keys:
         if not isinstance(obj, dict):
@@ -254,32 +286,9 @@ def add_openai_routes(
                     "content": [{"type": "output_text", "text": out_text, "annotations": [], "logprobs": []}],
                 }
             ]
-        return {
-            "id": response_id,
-            "object": "response",
-            "created_at": CREATED,
-            "status": status,
-            "background": False,
-            "error": None,
-            "incomplete_details": None,
-            "instructions": None,
-            "max_output_tokens": None,
-            "model": model,
-            "output": output,
-            "parallel_tool_calls": True,
-            "previous_response_id": None,
-            "reasoning": {"effort": None, "summary": None},
-            "service_tier": "default",
-            "store": True,
-            "temperature": 1.0,
-            "text": {"format": {"type": "text"}, "verbosity": "medium"},
-            "tool_choice": "auto",
-            "tools": [],
-            "top_p": 1.0,
-            "truncation": "disabled",
-            "usage": chat_usage.responses_json() if with_usage else None,
-            "metadata": {},
-        }
+        return responses_api_object(
+            response_id, model, status, output, chat_usage.responses_json() if with_usage else None
+        )
 
     def responses(request: Request) -> Reply:
         body = request.json() or {}

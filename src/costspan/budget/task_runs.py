@@ -55,9 +55,6 @@ def _put(span: Span, attributes: dict[str, object]) -> bool:
         return False
 
 
-_OUTCOMES = frozenset({attrs.OUTCOME_SUCCESS, attrs.OUTCOME_ERROR, attrs.OUTCOME_REFUSED})
-
-
 def _outcome_set_by_app(span: Span) -> str | None:
     """An outcome the application wrote on the task span itself wins (as a `costspan.agent` it sets
     does): it knows what its run achieved."""
@@ -65,7 +62,7 @@ def _outcome_set_by_app(span: Span) -> str | None:
         outcome = attributes_of(span).get(attrs.TASK_OUTCOME)
     except AttributeError:  # not the SDK's span
         return None
-    return outcome if outcome in _OUTCOMES else None
+    return outcome if outcome in attrs.TASK_OUTCOMES else None
 
 
 def end_task_run(run: TaskRun, span: Span, exc: BaseException | None) -> None:
